@@ -1,0 +1,155 @@
+"""Wiring the entry points share: config -> datamodule, task, callbacks, loggers, trainer."""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ganzoo.core.errors import ConfigError, DataError, GanzooError
+from ganzoo.data.batch import Batch, check_fields
+from ganzoo.data.datamodule import GANDataModule
+from ganzoo.tasks.base import GANTask
+
+
+def unwrap(fn: Callable[[], Any]) -> Any:
+    """Call fn; a GanzooError raised inside Hydra's instantiate surfaces as itself."""
+    try:
+        return fn()
+    except InstantiationException as err:
+        cause: BaseException | None = err
+        while cause is not None:
+            if isinstance(cause, GanzooError):
+                raise cause from None
+            cause = cause.__cause__ or cause.__context__
+        raise
+
+
+def choice(cfg: DictConfig, group: str) -> str:
+    """The chosen config of a group (e.g. 'spade'), from Hydra's record of the run."""
+    return str(HydraConfig.get().runtime.choices[group])
+
+
+def check_adapter(cfg: DictConfig) -> None:
+    """The dataset adapter named by data.dataset._target_ must exist."""
+    target = str(cfg.data.dataset._target_)
+    module, _, name = target.rpartition(".")
+    try:
+        getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise DataError(
+            f"data={cfg.data.name}: the file adapter {target} is not part of this version of "
+            "ganzoo yet; its config exists for `ganzoo.info` (train on data=synthetic meanwhile)"
+        ) from None
+
+
+def build_task(cfg: DictConfig, **overrides: Any) -> GANTask:
+    """Instantiate conf/model with the optimiser and run length."""
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    task = unwrap(
+        lambda: instantiate(
+            cfg.model, optim=optim, total_iterations=int(cfg.steps), _convert_="all", **overrides
+        )
+    )
+    if not isinstance(task, GANTask):
+        raise ConfigError(f"model._target_ must be a GANTask subclass, got {type(task).__name__}")
+    return task
+
+
+def build_datamodule(cfg: DictConfig) -> GANDataModule:
+    check_adapter(cfg)
+    dm = unwrap(lambda: instantiate(cfg.data))
+    assert isinstance(dm, GANDataModule)
+    return dm
+
+
+def example_batch(cfg: DictConfig, fields: tuple[str, ...], n: int, device: str) -> Batch:
+    """A Batch of zeros with the given fields at the data config's resolution."""
+    w = int(cfg.data.resolution)
+    h = int(round(w / float(cfg.data.aspect_ratio)))
+    make: dict[str, Callable[[], torch.Tensor]] = {
+        "image": lambda: torch.zeros(n, 3, h, w, device=device),
+        "label_map": lambda: torch.zeros(n, h, w, dtype=torch.long, device=device),
+        "instance_map": lambda: torch.zeros(n, h, w, dtype=torch.long, device=device),
+        "class_id": lambda: torch.zeros(n, dtype=torch.long, device=device),
+        "attributes": lambda: torch.zeros(n, int(cfg.data.num_attributes), device=device),
+    }
+    return Batch(**{f: make[f]() for f in fields})
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    return [unwrap(lambda c=c: instantiate(c)) for c in cfg.callbacks.values() if c is not None]
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    return [unwrap(lambda c=c: instantiate(c)) for c in cfg.logger.values() if c is not None]
+
+
+def provenance() -> dict[str, str]:
+    """Where a run ran: git commit, host, versions."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "git_commit": commit or "unknown",
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+    }
+
+
+def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
+    """ckpt_path if given, else <run_dir>/checkpoints/last.ckpt when resume is on and it exists."""
+    if cfg.ckpt_path is not None:
+        path = Path(str(cfg.ckpt_path))
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={path} does not exist")
+        return str(path)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return str(last) if cfg.resume and last.is_file() else None
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Build everything from the composed config and fit; returns the last logged values."""
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    run_dir = Path(str(cfg.paths.run_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dm = build_datamodule(cfg)
+    task = build_task(cfg)
+    check_fields(choice(cfg, "model"), task.required_fields(), str(cfg.data.name), dm.provides)
+    dm.validate()
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    task.run_config = resolved
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    loggers = build_loggers(cfg)
+    for lg in loggers:
+        lg.log_hyperparams({**resolved, "provenance": provenance()})
+    trainer = unwrap(
+        lambda: instantiate(
+            cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers, default_root_dir=run_dir
+        )
+    )
+    ckpt = resume_path(cfg, run_dir)
+    if ckpt is not None:
+        print(f"ganzoo: resuming from {ckpt}")
+    trainer.fit(task, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}

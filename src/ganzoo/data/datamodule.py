@@ -1,0 +1,203 @@
+"""One LightningDataModule for every dataset, with a resumable, rank-aware sample stream.
+
+Training reads a single deterministic stream of sample indices: pass e over the
+dataset is a permutation drawn from (seed, e), and global position p of the stream
+is item p % len(dataset) of pass p // len(dataset). Rank r of a world of size W
+takes positions r, r + W, r + 2W, ... so every rank reads its own shard and the
+global batch is `batch_size * W`. A run of `steps` iterations is one Lightning
+epoch of `steps` batches; resuming continues the stream where the checkpoint left
+it, so N steps straight and N/2 + resume + N/2 see the same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ganzoo.core.errors import ConfigError
+from ganzoo.data.batch import Batch, collate
+
+
+class StreamSampler(Sampler[int]):
+    """Indices of one rank's share of the endless shuffled stream (see module docstring)."""
+
+    def __init__(
+        self,
+        dataset_len: int,  # number of items in the dataset
+        num_samples: int,  # samples this rank reads in the whole run (steps * batch_size)
+        seed: int,  # seeds the permutation of every pass
+        shuffle: bool = True,  # False: passes in dataset order
+        rank: int = 0,  # this process's rank
+        world_size: int = 1,  # number of processes
+    ) -> None:
+        self.dataset_len = dataset_len
+        self.num_samples = num_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.start = 0  # samples of this rank already consumed (set on resume)
+        self._perm_pass = -1
+        self._perm = torch.arange(dataset_len)
+
+    def _item(self, position: int) -> int:
+        epoch, offset = divmod(position, self.dataset_len)
+        if self.shuffle and epoch != self._perm_pass:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(self.dataset_len, generator=g)
+            self._perm_pass = epoch
+        return int(self._perm[offset]) if self.shuffle else offset
+
+    def __iter__(self) -> Iterator[int]:
+        for k in range(self.start, self.num_samples):
+            yield self._item(k * self.world_size + self.rank)
+
+    def __len__(self) -> int:
+        # The whole run's length: Lightning counts batches from the restored progress,
+        # and __iter__ starts at `start`, so both end together.
+        return self.num_samples
+
+
+class StreamLoader(DataLoader):
+    """A DataLoader over a StreamSampler that Lightning saves and restores with the run."""
+
+    def __init__(self, *args: Any, consumed: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._consumed = consumed  # batches this rank has trained on so far
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches_consumed": self._consumed()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        assert isinstance(self.sampler, StreamSampler)
+        self.sampler.start = state["batches_consumed"] * int(self.batch_size or 1)
+
+
+class GANDataModule(pl.LightningDataModule):
+    """Builds the train stream and a fixed sample batch from one dataset adapter.
+
+    `dataset` is a callable taking `split=` (a functools.partial of the adapter class,
+    built by Hydra from `data.dataset`); the adapter class declares `provides`.
+    """
+
+    def __init__(
+        self,
+        name: str,  # the data config's name, used in messages
+        dataset: Callable[..., Dataset],  # adapter factory: dataset(split="train") -> Dataset
+        batch_size: int,  # per-process batch size
+        num_workers: int,  # DataLoader worker processes
+        seed: int,  # seeds the shuffling stream
+        train_split: str,  # split used for training
+        sample_split: str,  # split the fixed sample grid and evaluation read from
+        steps: int,  # training iterations of the run (one batch each)
+        resolution: int,  # image width in pixels
+        aspect_ratio: float,  # width / height
+        shuffle: bool = True,  # shuffle the training stream
+        pin_memory: bool = False,  # page-locked host memory for faster host-to-GPU copies
+        label_nc: int | None = None,  # semantic classes the config promises (checked)
+        contain_dontcare_label: bool = False,  # one extra "dontcare" label id
+        instance_maps: bool = False,  # the config promises instance_map
+        num_classes: int | None = None,  # image-level classes promised (checked)
+        num_attributes: int | None = None,  # attributes promised (checked)
+        vocab_size: int | None = None,  # caption vocabulary promised (checked)
+        root: str | None = None,  # dataset folder, for messages
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or steps < 1:
+            raise ConfigError(f"data.batch_size ({batch_size}) and steps ({steps}) must be >= 1")
+        self.name = name
+        self.dataset_factory = dataset
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.train_split = train_split
+        self.sample_split = sample_split
+        self.steps = steps
+        self.shuffle = shuffle
+        self.pin_memory = pin_memory
+        self.height = int(round(resolution / aspect_ratio))
+        self.width = resolution
+        self.promised = {
+            "num_labels": None if label_nc is None else label_nc + int(contain_dontcare_label),
+            "num_classes": num_classes,
+            "num_attributes": num_attributes,
+            "vocab_size": vocab_size,
+        }
+        self.instance_maps = instance_maps
+        self.root = root
+        self._train: Dataset | None = None
+
+    @property
+    def provides(self) -> tuple[str, ...]:
+        """Batch fields the adapter yields (its class attribute `provides`)."""
+        factory = self.dataset_factory
+        cls = getattr(factory, "func", factory)  # a functools.partial or the class itself
+        return tuple(cls.provides)
+
+    def validate(self) -> None:
+        """The adapter agrees with what the data config promises the models (one-line errors)."""
+        ds = self.train_set
+        if self.instance_maps and "instance_map" not in self.provides:
+            raise ConfigError(f"data={self.name} sets instance_maps: true but provides no instance_map")
+        for attr, promised in self.promised.items():
+            actual = getattr(ds, attr, None)
+            if promised is not None and actual is not None and int(actual) != promised:
+                raise ConfigError(
+                    f"data={self.name}: the config promises {attr}={promised} "
+                    f"but the dataset has {actual}"
+                )
+        sample = ds[0]
+        h, w = sample["image"].shape[-2:]
+        if (h, w) != (self.height, self.width):
+            raise ConfigError(
+                f"data={self.name}: images are {h}x{w} (HxW), config asks "
+                f"{self.height}x{self.width} (resolution / aspect_ratio)"
+            )
+
+    def build(self, split: str) -> Dataset:
+        return self.dataset_factory(split=split)
+
+    @property
+    def train_set(self) -> Dataset:
+        if self._train is None:
+            self._train = self.build(self.train_split)
+        return self._train
+
+    def train_dataloader(self) -> StreamLoader:
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        sampler = StreamSampler(
+            dataset_len=len(self.train_set),  # type: ignore[arg-type]
+            num_samples=self.steps * self.batch_size,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            rank=rank,
+            world_size=world,
+        )
+        return StreamLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            drop_last=True,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            consumed=self._batches_consumed,
+            generator=torch.Generator().manual_seed(self.seed),  # keeps the global RNG untouched
+        )
+
+    def _batches_consumed(self) -> int:
+        assert self.trainer is not None
+        return int(self.trainer.lightning_module.iteration)
+
+    def fixed_batch(self, n: int) -> Batch:
+        """The first `n` items of the sample split: the same every call, for sample grids."""
+        ds = self.build(self.sample_split)
+        n = min(n, len(ds))  # type: ignore[arg-type]
+        return collate([ds[i] for i in range(n)])

@@ -1,0 +1,48 @@
+"""Exponential moving average of a network's weights (the "EMA generator").
+
+Karras et al. (StyleGAN2-ADA, training_loop.py) give the decay as a half-life in
+images: beta = 0.5 ** (batch / (half_life_kimg * 1000)), with an optional ramp-up
+that caps the half-life at rampup * images_seen early in training. BigGAN uses a
+fixed decay (0.9999) that starts at a given iteration, copying the weights before.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def ema_beta(
+    decay: float,  # fixed decay per update (BigGAN 0.9999); used when half_life_kimg is None
+    half_life_kimg: float | None,  # StyleGAN2: half-life in thousands of images (config F: 10)
+    rampup: float | None,  # StyleGAN2-ADA ramp-up ratio (0.05), None = off
+    batch_size: int,  # global batch size of one update
+    images_seen: int,  # images the generator has been trained on so far
+) -> float:
+    """The EMA coefficient for one update: new = beta * ema + (1 - beta) * weights."""
+    if half_life_kimg is None:
+        return decay
+    half_life = half_life_kimg * 1000.0
+    if rampup is not None:
+        half_life = min(half_life, images_seen * rampup)
+    if half_life <= 0:
+        return 0.0
+    return 0.5 ** (batch_size / half_life)
+
+
+def make_ema_copy(module: nn.Module) -> nn.Module:
+    """A frozen deep copy of `module` that follows it through `update_ema`."""
+    ema = copy.deepcopy(module)
+    ema.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, module: nn.Module, beta: float) -> None:
+    """ema_param <- lerp(param, ema_param, beta); buffers (BN statistics, SN vectors) copied."""
+    for p_ema, p in zip(ema.parameters(), module.parameters(), strict=True):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(ema.buffers(), module.buffers(), strict=True):
+        b_ema.copy_(b)

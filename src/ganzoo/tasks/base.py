@@ -1,0 +1,288 @@
+"""GANTask: the one training loop every model's task inherits.
+
+A subclass says which Batch fields it needs, which networks the generator's
+optimiser owns, and its training phases: each phase names the network it updates,
+the method returning its loss terms, and how often it runs. The base class runs
+the phases with manual optimisation (separate G and D optimisers, TTUR), n_critic,
+lazy regularisation (the loss scaled by the interval here, and Adam's lr and betas
+adjusted in `configure_optimizers` — the only two places that know about it),
+gradient clipping after unscaling, an EMA copy of G for samples and evaluation,
+per-term logging, and the state a resume needs (iteration, RNG states, config).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from ganzoo.core.errors import ConfigError
+from ganzoo.data.batch import Batch
+from ganzoo.nn.ema import ema_beta, make_ema_copy, update_ema
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """Adam settings for G and D and the learning-rate schedule (conf/optim/*.yaml)."""
+
+    lr_g: float  # generator (and encoder) learning rate
+    lr_d: float  # discriminator learning rate
+    betas_g: tuple[float, float]  # Adam betas of G
+    betas_d: tuple[float, float]  # Adam betas of D
+    eps: float = 1e-8  # Adam epsilon
+    decay_start: float = 1.0  # fraction of the run after which lr decays linearly ...
+    decay_end: float = 1.0  # ... reaching 0 at this fraction (1.0/1.0 = constant lr)
+    clip_g: float | None = None  # max gradient norm of G (None = no clipping)
+    clip_d: float | None = None  # max gradient norm of D
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> OptimSpec:
+        return _dataclass_from_dict(cls, values, "optim")
+
+
+@dataclass(frozen=True)
+class EmaSpec:
+    """The EMA generator (see ganzoo.nn.ema)."""
+
+    decay: float = 0.999  # fixed decay per G update
+    half_life_kimg: float | None = None  # if set, decay from a half-life in kimg (StyleGAN2)
+    rampup: float | None = None  # StyleGAN2-ADA ramp-up ratio
+    start_iteration: int = 0  # before this iteration the EMA is a plain copy (BigGAN: 20000)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EmaSpec:
+        return _dataclass_from_dict(cls, values, "ema")
+
+
+def _dataclass_from_dict(cls: Any, values: dict[str, Any], prefix: str) -> Any:
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}.{unknown[0]}; valid keys: {', '.join(sorted(valid))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of the GAN schedule, run when iteration % every == offset."""
+
+    name: str  # log prefix, e.g. "G", "D", "D_reg"
+    network: Literal["G", "D"]  # which optimiser steps
+    loss: str  # name of the task method: (batch) -> dict of loss terms
+    every: int = 1  # interval in iterations (n_critic for G; lazy-regularisation interval)
+    offset: int = 0  # iteration % every at which the phase runs
+    lazy: bool = False  # lazy regulariser: loss x every, Adam lr and betas adjusted
+    updates_ema: bool = False  # update the EMA generator after this phase
+
+
+class GANTask(pl.LightningModule):
+    """Base LightningModule; subclasses set `needs` and implement `phases` and the losses."""
+
+    needs: ClassVar[tuple[str, ...]] = ("image",)
+
+    def __init__(
+        self,
+        generator: nn.Module,  # G, a plain nn.Module from ganzoo.models
+        discriminator: nn.Module,  # D
+        optim: dict[str, Any],  # conf/optim: OptimSpec fields
+        ema: dict[str, Any],  # conf/model ema: EmaSpec fields
+        total_iterations: int,  # length of the run, for the lr schedule
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.generator_ema = make_ema_copy(generator)
+        self.optim_spec = OptimSpec.from_dict(dict(optim))
+        self.ema_spec = EmaSpec.from_dict(dict(ema))
+        self.total_iterations = total_iterations
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
+        self.run_config: dict[str, Any] = {}  # resolved config, stored in every checkpoint
+
+    # ----- what a subclass provides -------------------------------------------------
+    def required_fields(self) -> tuple[str, ...]:
+        """Batch fields this task reads (checked against the data at start-up)."""
+        return self.needs
+
+    def phases(self) -> Sequence[Phase]:
+        raise NotImplementedError(f"{type(self).__name__} must define its training phases")
+
+    def generator_modules(self) -> list[nn.Module]:
+        """Networks the G optimiser updates (G, plus e.g. SPADE's VAE encoder)."""
+        return [self.generator]
+
+    def generator_inputs(self, batch: Batch, latents: Tensor | None) -> tuple[Tensor, ...]:
+        """Positional inputs of G for `batch` (latents: fixed ones, or None to draw)."""
+        raise NotImplementedError(f"{type(self).__name__} must define generator_inputs()")
+
+    def discriminator_inputs(self, batch: Batch, images: Tensor) -> tuple[Tensor, ...]:
+        """Positional inputs of D when it judges `images` for `batch`."""
+        raise NotImplementedError(f"{type(self).__name__} must define discriminator_inputs()")
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The trained networks by name, as `ganzoo.info` reports them."""
+        return {"G": self.generator, "D": self.discriminator}
+
+    def sample(self, generator: nn.Module, batch: Batch, latents: Tensor | None) -> Tensor:
+        """Images (N, 3, H, W) in [-1, 1] that `generator` makes for `batch`."""
+        return generator(*self.generator_inputs(batch, latents))
+
+    def sample_latents(self, n: int, generator: torch.Generator | None) -> Tensor | None:
+        """Fixed latents for sample grids (None for deterministic models)."""
+        return None
+
+    def grid_columns(self, batch: Batch, fake: Tensor) -> list[tuple[str, Tensor]]:
+        """Columns of the sample grid, each (name, images (N, 3, H, W) in [-1, 1])."""
+        return [("generated", fake), ("real", batch.image)]
+
+    # ----- the loop -----------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        spec = self.optim_spec
+        optimisers = []
+        for net, lr, betas, params in (
+            ("G", spec.lr_g, spec.betas_g, self._params("G")),
+            ("D", spec.lr_d, spec.betas_d, self._params("D")),
+        ):
+            lazy = [p.every for p in self.phases() if p.network == net and p.lazy]
+            c = lazy[0] / (lazy[0] + 1) if lazy else 1.0  # StyleGAN2 Appendix B
+            optimisers.append(
+                torch.optim.Adam(
+                    params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c), eps=spec.eps
+                )
+            )
+        for opt in optimisers:
+            for group in opt.param_groups:
+                group["initial_lr"] = group["lr"]
+        return optimisers
+
+    def _params(self, network: str) -> list[nn.Parameter]:
+        modules = self.generator_modules() if network == "G" else [self.discriminator]
+        return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+    def _set_lr(self, *optimisers: Any) -> None:
+        """The lr of the next iteration: initial lr x the linear-decay factor (no state)."""
+        factor = self._lr_factor(int(self.iteration))
+        for opt in optimisers:
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+
+    def _lr_factor(self, iteration: int) -> float:
+        start = self.optim_spec.decay_start * self.total_iterations
+        end = self.optim_spec.decay_end * self.total_iterations
+        if iteration < start or end <= start:
+            return 1.0
+        return max(0.0, 1.0 - (iteration - start) / (end - start))
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        it = int(self.iteration)
+        opt_g, opt_d = self.optimizers()  # type: ignore[misc]
+        logs: dict[str, Tensor] = {}
+        for phase in self.phases():
+            if it % phase.every != phase.offset % phase.every:
+                continue
+            opt = opt_g if phase.network == "G" else opt_d
+            logs.update(self._run_phase(phase, opt, batch))
+            if phase.updates_ema:
+                self._update_ema(batch.size)
+        self.iteration += 1
+        self.images_seen += batch.size * self.trainer.world_size
+        self._set_lr(opt_g, opt_d)
+        self.log_dict(logs, on_step=True, prog_bar=False, batch_size=batch.size)
+        self.log("iteration", float(self.iteration), on_step=True, prog_bar=False)
+
+    def _run_phase(self, phase: Phase, opt: Any, batch: Batch) -> dict[str, Tensor]:
+        """Forward the phase's loss, backward, clip, step; returns its logged terms."""
+        self.toggle_optimizer(opt)
+        opt.zero_grad(set_to_none=True)
+        loss_fn: Callable[[Batch], dict[str, Tensor]] = getattr(self, phase.loss)
+        terms = loss_fn(batch)
+        total = torch.stack([t.float() for t in terms.values()]).sum()
+        if phase.lazy:
+            total = total * phase.every
+        self.manual_backward(total)
+        clip = self.optim_spec.clip_g if phase.network == "G" else self.optim_spec.clip_d
+        if clip is not None:
+            self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        opt.step()
+        self.untoggle_optimizer(opt)
+        logs = {f"loss/{phase.name}/{k}": v.detach().float() for k, v in terms.items()}
+        logs[f"loss/{phase.name}/total"] = total.detach()
+        return logs
+
+    def _update_ema(self, batch_size: int) -> None:
+        spec = self.ema_spec
+        if int(self.iteration) < spec.start_iteration:
+            beta = 0.0
+        else:
+            beta = ema_beta(
+                spec.decay,
+                spec.half_life_kimg,
+                spec.rampup,
+                batch_size * self.trainer.world_size,
+                int(self.images_seen),
+            )
+        update_ema(self.generator_ema, self.generator, beta)
+
+    # ----- sampling -----------------------------------------------------------------
+    @torch.no_grad()
+    def sample_ema(self, batch: Batch, latents: Tensor | None) -> Tensor:
+        """The EMA generator's images in eval mode (training mode restored after)."""
+        was_training = self.generator_ema.training
+        self.generator_ema.eval()
+        try:
+            return self.sample(self.generator_ema, batch, latents)
+        finally:
+            self.generator_ema.train(was_training)
+
+    # ----- description -------------------------------------------------------------
+    def io_shapes(self, batch: Batch) -> dict[str, dict[str, Any]]:
+        """Input and output shapes of G and D for `batch` (works on the meta device)."""
+        with torch.no_grad():
+            g_in = self.generator_inputs(batch, self.sample_latents(batch.size, None))
+            fake = self.generator(*g_in)
+            d_in = self.discriminator_inputs(batch, fake)
+            d_out = self.discriminator(*d_in)
+        return {
+            "G": {"inputs": [list(t.shape) for t in g_in], "output": list(fake.shape)},
+            "D": {"inputs": [list(t.shape) for t in d_in], "output": _shapes(d_out)},
+        }
+
+    # ----- checkpoint state ---------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ganzoo_config"] = self.run_config
+        checkpoint["rng_states"] = _rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_states" in checkpoint:
+            _set_rng_states(checkpoint["rng_states"])
+
+
+def _shapes(x: Any) -> Any:
+    """Shapes of a tensor or of nested lists of tensors."""
+    if isinstance(x, Tensor):
+        return list(x.shape)
+    return [_shapes(v) for v in x]
+
+
+def _rng_states() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(states["python"])

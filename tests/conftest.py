@@ -1,0 +1,58 @@
+"""Shared fixtures: compose the real configs (conf/) the way `python -m ganzoo.train` does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from ganzoo.cli import resolvers
+from ganzoo.cli.preflight import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def compose_train(run_dir: Path, overrides: list[str], config_name: str = "train") -> DictConfig:
+    """The composed train config with Hydra's runtime info set, runs written to run_dir."""
+    resolvers.register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    def make(*overrides: str, run_dir: Path | None = None) -> DictConfig:
+        return compose_train(run_dir or tmp_path / "run", list(overrides))
+
+    return make
+
+
+def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 300):
+    """Run `python -m <module> args...` and return the CompletedProcess (text)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env,
+        timeout=timeout,
+    )
