@@ -13,5 +13,5 @@ def vgg19_loss(path: str | None, weights_dir: str) -> VGGLoss:
     resolved = weights.resolve("vgg19", path, Path(weights_dir))
     features = VGG19Features.from_state_dict(weights.load_state_dict(resolved))
     loss = VGGLoss(features)
-    loss.weights_provenance = resolved  # type: ignore[assignment]
+    loss.weights_provenance = resolved
     return loss
