@@ -20,9 +20,7 @@ OPTIM = {"lr_g": 1e-2, "lr_d": 4e-2, "betas_g": [0.0, 0.99], "betas_d": [0.0, 0.
 
 class ToyTask(GANTask):
     def __init__(self, lazy_every: int = 4, n_critic: int = 2, **optim: object) -> None:
-        super().__init__(
-            nn.Linear(2, 3), nn.Linear(3, 1), {**OPTIM, **optim}, {"decay": 0.5}, 100
-        )
+        super().__init__(nn.Linear(2, 3), nn.Linear(3, 1), {**OPTIM, **optim}, {"decay": 0.5}, 100)
         self.lazy_every = lazy_every
         self.n_critic = n_critic
         self.calls: list[tuple[int, str]] = []
@@ -32,7 +30,9 @@ class ToyTask(GANTask):
         return (
             Phase("D", "D", "d_main"),
             Phase("D_reg", "D", "d_reg", every=self.lazy_every, lazy=True),
-            Phase("G", "G", "g_main", every=self.n_critic, offset=self.n_critic - 1, updates_ema=True),
+            Phase(
+                "G", "G", "g_main", every=self.n_critic, offset=self.n_critic - 1, updates_ema=True
+            ),
         )
 
     def _fake(self, n: int) -> Tensor:
@@ -42,7 +42,10 @@ class ToyTask(GANTask):
         self.calls.append((int(self.iteration), "D"))
         real = self.discriminator(batch.image.flatten(1)[:, :3])
         fake = self.discriminator(self._fake(batch.size).detach())
-        return {"real": nn.functional.softplus(-real).mean(), "fake": nn.functional.softplus(fake).mean()}
+        return {
+            "real": nn.functional.softplus(-real).mean(),
+            "fake": nn.functional.softplus(fake).mean(),
+        }
 
     def d_reg(self, batch: Batch) -> dict[str, Tensor]:
         self.calls.append((int(self.iteration), "D_reg"))
@@ -50,18 +53,27 @@ class ToyTask(GANTask):
 
     def g_main(self, batch: Batch) -> dict[str, Tensor]:
         self.calls.append((int(self.iteration), "G"))
-        return {"gan": nn.functional.softplus(-self.discriminator(self._fake(batch.size))).mean() * 1e3}
+        return {
+            "gan": nn.functional.softplus(-self.discriminator(self._fake(batch.size))).mean() * 1e3
+        }
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        grads = [p.grad.norm() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        grads = [
+            p.grad.norm() for g in optimizer.param_groups for p in g["params"] if p.grad is not None
+        ]
         self.grad_norms.append(float(torch.stack(grads).norm()))
 
 
 def _fit(task: ToyTask, steps: int) -> None:
     data = [{"image": torch.randn(3, 1, 1)} for _ in range(4 * steps)]
     trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     trainer.fit(task, DataLoader(data, batch_size=4, collate_fn=collate))
 

@@ -16,7 +16,9 @@ from ganzoo.cli.entry import run
 
 def describe(cfg: DictConfig) -> dict:
     with torch.device("meta"):
-        task = build_task(cfg, perceptual=lambda: None)  # losses are not networks: skip weight files
+        task = build_task(
+            cfg, perceptual=lambda: None
+        )  # losses are not networks: skip weight files
         batch = example_batch(cfg, task.required_fields(), 1, "meta")
         shapes = task.io_shapes(batch)
     params = {

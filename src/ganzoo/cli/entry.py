@@ -13,7 +13,6 @@ from ganzoo.cli import resolvers
 from ganzoo.cli.preflight import CONFIG_DIR, check_overrides
 from ganzoo.core.errors import GanzooError
 
-
 QUIET = [
     "hydra.output_subdir=null",
     "hydra.run.dir=.",

@@ -40,22 +40,40 @@ def _unknown(cfg: DictConfig, key: str) -> str | None:
     return None
 
 
+def _check_choice(config_dir: Path, override: Override) -> None:
+    """An unknown option of a config group: one line with the valid options."""
+    if override.is_sweep_override() or override.is_delete():
+        return
+    group = override.key_or_group.split("@")[0]
+    value = override.value()
+    if not isinstance(value, str) or value == "null":
+        return
+    if not (config_dir / group / f"{value}.yaml").is_file():
+        valid = sorted(p.stem for p in (config_dir / group).glob("*.yaml") if p.stem[0] != "_")
+        raise ConfigError(f"unknown {group}={value}; valid choices: {', '.join(valid)}")
+
+
 def check_overrides(args: list[str], config_name: str, config_dir: Path = CONFIG_DIR) -> None:
-    """Raise ConfigError naming an unknown key among command-line overrides `args`."""
+    """Raise ConfigError naming an unknown group option or key among command-line `args`."""
     texts = [a for a in args if "=" in a and not a.startswith("-")]
     if not texts:
         return
     overrides = OverridesParser.create().parse_overrides(texts)
+    for o in overrides:
+        if _is_group(config_dir, o):
+            _check_choice(config_dir, o)
     keys = [
         o
         for o in overrides
         if not _is_group(config_dir, o)
-        and o.is_change()  # '+key=' adds and '~key' deletes on purpose
-        and not o.key_or_group.startswith("hydra.")
+        and not (o.is_add() or o.is_force_add() or o.is_delete())  # '+k=', '++k=', '~k': on purpose
+        and not o.is_hydra_override()
     ]
     if not keys:
         return
-    groups = [o.input_line for o in overrides if _is_group(config_dir, o) and not o.is_sweep_override()]
+    groups = [
+        o.input_line for o in overrides if _is_group(config_dir, o) and not o.is_sweep_override()
+    ]
     if any(_is_group(config_dir, o) and o.is_sweep_override() for o in overrides):
         return  # a sweep over groups: each job is checked by Hydra itself
     GlobalHydra.instance().clear()

@@ -142,7 +142,9 @@ class GANDataModule(pl.LightningDataModule):
         """The adapter agrees with what the data config promises the models (one-line errors)."""
         ds = self.train_set
         if self.instance_maps and "instance_map" not in self.provides:
-            raise ConfigError(f"data={self.name} sets instance_maps: true but provides no instance_map")
+            raise ConfigError(
+                f"data={self.name} sets instance_maps: true but provides no instance_map"
+            )
         for attr, promised in self.promised.items():
             actual = getattr(ds, attr, None)
             if promised is not None and actual is not None and int(actual) != promised:

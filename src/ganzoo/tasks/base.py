@@ -64,7 +64,9 @@ def _dataclass_from_dict(cls: Any, values: dict[str, Any], prefix: str) -> Any:
     valid = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - valid)
     if unknown:
-        raise ConfigError(f"unknown key {prefix}.{unknown[0]}; valid keys: {', '.join(sorted(valid))}")
+        raise ConfigError(
+            f"unknown key {prefix}.{unknown[0]}; valid keys: {', '.join(sorted(valid))}"
+        )
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return cls(**values)
 
@@ -106,6 +108,9 @@ class GANTask(pl.LightningModule):
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         self.run_config: dict[str, Any] = {}  # resolved config, stored in every checkpoint
+        # submodules filled from published weight files (e.g. the VGG of a perceptual loss):
+        # left out of checkpoints, which hold only what training changes
+        self.file_modules: set[str] = set()
 
     # ----- what a subclass provides -------------------------------------------------
     def required_fields(self) -> tuple[str, ...]:
@@ -256,6 +261,17 @@ class GANTask(pl.LightningModule):
         }
 
     # ----- checkpoint state ---------------------------------------------------------
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        sd = super().state_dict(*args, **kwargs)
+        for key in [k for k in sd if k.split(".")[0] in self.file_modules]:
+            del sd[key]
+        return sd
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        own = super().state_dict()
+        frozen = {k: v for k, v in own.items() if k.split(".")[0] in self.file_modules}
+        return super().load_state_dict({**frozen, **state_dict}, strict=strict, assign=assign)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ganzoo_config"] = self.run_config
         checkpoint["rng_states"] = _rng_states()

@@ -54,6 +54,7 @@ class SpadeTask(GANTask):
         super().__init__(generator, discriminator, optim, ema, total_iterations)
         self.encoder = enc
         self.vgg = perceptual() if lambda_vgg > 0 else None
+        self.file_modules.add("vgg")
         self.label_channels = label_nc + int(contain_dontcare_label)
         self.use_instance_edges = use_instance_edges
         self.use_vae = use_vae
