@@ -8,9 +8,10 @@ import math
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import REPO, run_cli
 
-PARAMS = json.loads((REPO.parent / "shared" / "reference" / "params.json").read_text())["params"]
+PARAMS = json.loads((REPO / "reference" / "params.json").read_text())["params"]
 
 
 def _info(*args: str) -> dict:

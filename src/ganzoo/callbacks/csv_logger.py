@@ -31,8 +31,8 @@ class ResumableCSVLogger(CSVLogger):
 
     @property
     @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
+    def experiment(self) -> ExperimentWriter:  # type: ignore[override]
         if self._experiment is None:
             os.makedirs(self.root_dir or ".", exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+        return self._experiment  # type: ignore[return-value]

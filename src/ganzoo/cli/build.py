@@ -88,11 +88,15 @@ def example_batch(cfg: DictConfig, fields: tuple[str, ...], n: int, device: str)
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    return [unwrap(lambda c=c: instantiate(c)) for c in cfg.callbacks.values() if c is not None]
+    return [_instantiate(c) for c in cfg.callbacks.values() if c is not None]
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
-    return [unwrap(lambda c=c: instantiate(c)) for c in cfg.logger.values() if c is not None]
+    return [_instantiate(c) for c in cfg.logger.values() if c is not None]
+
+
+def _instantiate(node: Any) -> Any:
+    return unwrap(lambda: instantiate(node))
 
 
 def provenance() -> dict[str, str]:
@@ -138,7 +142,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     dm.validate()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
-    task.run_config = resolved
+    task.run_config = {str(k): v for k, v in resolved.items()}
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
     loggers = build_loggers(cfg)
     for lg in loggers:

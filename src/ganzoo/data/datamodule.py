@@ -136,7 +136,7 @@ class GANDataModule(pl.LightningDataModule):
         """Batch fields the adapter yields (its class attribute `provides`)."""
         factory = self.dataset_factory
         cls = getattr(factory, "func", factory)  # a functools.partial or the class itself
-        return tuple(cls.provides)
+        return tuple(getattr(cls, "provides"))  # noqa: B009
 
     def validate(self) -> None:
         """The adapter agrees with what the data config promises the models (one-line errors)."""
@@ -196,7 +196,7 @@ class GANDataModule(pl.LightningDataModule):
 
     def _batches_consumed(self) -> int:
         assert self.trainer is not None
-        return int(self.trainer.lightning_module.iteration)
+        return int(self.trainer.lightning_module.iteration)  # type: ignore[arg-type]
 
     def fixed_batch(self, n: int) -> Batch:
         """The first `n` items of the sample split: the same every call, for sample grids."""

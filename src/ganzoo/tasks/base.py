@@ -87,6 +87,9 @@ class Phase:
 class GANTask(pl.LightningModule):
     """Base LightningModule; subclasses set `needs` and implement `phases` and the losses."""
 
+    iteration: Tensor  # buffers (saved in checkpoints, moved with the module)
+    images_seen: Tensor
+
     needs: ClassVar[tuple[str, ...]] = ("image",)
 
     def __init__(
@@ -151,7 +154,7 @@ class GANTask(pl.LightningModule):
     # ----- the loop -----------------------------------------------------------------
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         spec = self.optim_spec
-        optimisers = []
+        optimisers: list[torch.optim.Optimizer] = []
         for net, lr, betas, params in (
             ("G", spec.lr_g, spec.betas_g, self._params("G")),
             ("D", spec.lr_d, spec.betas_d, self._params("D")),
@@ -188,7 +191,7 @@ class GANTask(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         it = int(self.iteration)
-        opt_g, opt_d = self.optimizers()  # type: ignore[misc]
+        opt_g, opt_d = self.optimizers()  # type: ignore[misc,attr-defined]
         logs: dict[str, Tensor] = {}
         for phase in self.phases():
             if it % phase.every != phase.offset % phase.every:
@@ -292,7 +295,11 @@ def _rng_states() -> dict[str, Any]:
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+        "numpy": (
+            np_state[0],  # type: ignore[index]
+            torch.from_numpy(np_state[1].astype(np.int64)),  # type: ignore[index]
+            *np_state[2:],  # type: ignore[index]
+        ),
         "python": random.getstate(),
     }
 

@@ -50,7 +50,7 @@ class SpadeTask(GANTask):
         enc = encoder() if use_vae else None
         for net in (generator, discriminator, enc):
             if net is not None:
-                init_weights(net, init_type, init_gain)
+                init_weights(net, init_type, init_gain)  # type: ignore[arg-type]
         super().__init__(generator, discriminator, optim, ema, total_iterations)
         self.encoder = enc
         self.vgg = perceptual() if lambda_vgg > 0 else None
@@ -147,7 +147,7 @@ class SpadeTask(GANTask):
 
     @property
     def z_dim(self) -> int:
-        return int(self.generator.z_dim)
+        return int(self.generator.z_dim)  # type: ignore[arg-type]
 
     def sample_latents(self, n: int, generator: torch.Generator | None) -> Tensor | None:
         if not self.use_vae:
