@@ -51,4 +51,4 @@ def test_spade_outputs_agree_with_label_maps_after_training(make_cfg, tmp_path: 
     after = _label_accuracy(trained, batch, segmenter)
 
     assert real > 0.8  # the segmenter reads real scenes well
-    assert after > before + 0.15, (before, after, real)
+    assert after > 0.5 and after > before + 0.3, (before, after, real)
