@@ -46,8 +46,11 @@ def test_info_cityscapes_uses_more_upsampling_and_2to1_aspect() -> None:
 def test_unknown_group_choice_lists_valid_options() -> None:
     proc = run_cli("ganzoo.info", "optim=spade_paperr")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (
-        "error: unknown optim=spade_paperr; valid choices: spade_code, spade_no_ttur, spade_paper"
+    valid = sorted(p.stem for p in (REPO / "conf/optim").glob("*.yaml"))
+    assert "spade_paper" in valid
+    assert (
+        proc.stderr.strip()
+        == f"error: unknown optim=spade_paperr; valid choices: {', '.join(valid)}"
     )
 
 
@@ -75,10 +78,19 @@ def test_missing_vgg_weights_is_one_clear_line(tmp_path: Path) -> None:
     assert "sha256" in line
 
 
-def test_real_dataset_without_adapter_says_so(tmp_path: Path) -> None:
-    proc = run_cli("ganzoo.train", "data=ade20k", "debug=smoke", f"paths.output_dir={tmp_path}")
+def test_missing_dataset_root_names_the_layout(tmp_path: Path) -> None:
+    missing = tmp_path / "ADEChallengeData2016"
+    proc = run_cli(
+        "ganzoo.train",
+        "data=ade20k",
+        "debug=smoke",
+        f"data.root={missing}",
+        f"paths.output_dir={tmp_path}",
+    )
     assert proc.returncode == 2
-    assert "data=ade20k" in proc.stderr.strip().splitlines()[-1]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: data=ade20k: folder ") and str(missing) in line
+    assert "expected layout <root>/images/{training,validation}/ADE_*.jpg" in line
 
 
 def test_smoke_run_writes_checkpoints_samples_and_metrics(tmp_path: Path) -> None:

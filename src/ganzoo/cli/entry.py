@@ -45,5 +45,9 @@ def run(config_name: str, fn: Callable[[DictConfig], Any], quiet: bool = False) 
 
 
 def _fail(err: GanzooError) -> None:
-    print(f"error: {err}", file=sys.stderr)
+    # an error re-raised from a DataLoader worker carries the worker's traceback: keep its message
+    line = str(err).strip().splitlines()[-1]
+    if line.startswith("ganzoo."):
+        line = line.split(": ", 1)[-1]
+    print(f"error: {line}", file=sys.stderr)
     sys.exit(2)
