@@ -99,3 +99,19 @@ def test_checkpoint_restores_state_and_loads_weights_only(make_cfg, tmp_path: Pa
     e = {k[len("generator_ema.") :]: v for k, v in state.items() if k.startswith("generator_ema.")}
     assert g.keys() == e.keys()
     assert any(not torch.equal(g[k], e[k]) for k in g if g[k].is_floating_point())
+
+
+def test_global_batch_splits_across_processes_or_fails_in_one_line(make_cfg) -> None:
+    from types import SimpleNamespace
+
+    from ganzoo.cli.build import build_datamodule
+    from ganzoo.core.errors import ConfigError
+
+    dm = build_datamodule(make_cfg("data.global_batch_size=12"))
+    dm.trainer = SimpleNamespace(world_size=4)  # type: ignore[assignment]
+    dm.setup("fit")
+    assert dm.batch_size == 3
+    dm = build_datamodule(make_cfg("data.global_batch_size=12"))
+    dm.trainer = SimpleNamespace(world_size=5)  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match="global_batch_size=12 does not divide across 5"):
+        dm.setup("fit")

@@ -105,8 +105,10 @@ class GANDataModule(pl.LightningDataModule):
         num_attributes: int | None = None,  # attributes promised (checked)
         vocab_size: int | None = None,  # caption vocabulary promised (checked)
         root: str | None = None,  # dataset folder, for messages
+        global_batch_size: int | None = None,  # if set: split across processes (must divide)
     ) -> None:
         super().__init__()
+        self.global_batch_size = global_batch_size
         if batch_size < 1 or steps < 1:
             raise ConfigError(f"data.batch_size ({batch_size}) and steps ({steps}) must be >= 1")
         self.name = name
@@ -130,6 +132,19 @@ class GANDataModule(pl.LightningDataModule):
         self.instance_maps = instance_maps
         self.root = root
         self._train: Dataset | None = None
+
+    def setup(self, stage: str) -> None:
+        """Split data.global_batch_size across the processes of the run (one-line error if not)."""
+        if self.global_batch_size is None or self.trainer is None:
+            return
+        world = int(self.trainer.world_size)
+        if self.global_batch_size % world:
+            raise ConfigError(
+                f"data.global_batch_size={self.global_batch_size} does not divide across {world} "
+                "processes (trainer.devices x trainer.num_nodes); choose a multiple of "
+                f"{world} or set data.batch_size per process"
+            )
+        self.batch_size = self.global_batch_size // world
 
     @property
     def provides(self) -> tuple[str, ...]:
