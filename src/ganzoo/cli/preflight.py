@@ -32,7 +32,7 @@ def _unknown(cfg: DictConfig, key: str) -> str | None:
     for depth, part in enumerate(parts):
         if not isinstance(node, DictConfig):
             return None  # inside a list or a leaf: leave it to Hydra
-        if part not in node:
+        if part not in node.keys():  # `in` is False for a key whose value is ??? (missing)
             where = ".".join(parts[:depth]) or "the top level"
             valid = ", ".join(sorted(str(k) for k in node.keys()))
             return f"unknown key {key}; valid keys under {where}: {valid}"

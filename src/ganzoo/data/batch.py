@@ -58,6 +58,13 @@ class Batch:
         """Rows of the batch, e.g. `batch[:4]`."""
         return replace(self, **{k: getattr(self, k)[index] for k in self.provided()})
 
+    def split(self, n: int) -> list[Batch]:
+        """n consecutive micro-batches of equal size (gradient accumulation); size % n == 0."""
+        if n < 1 or self.size % n:
+            raise ValueError(f"cannot split a batch of {self.size} into {n} equal parts")
+        m = self.size // n
+        return [self[i * m : (i + 1) * m] for i in range(n)]
+
 
 def collate(samples: Sequence[dict[str, Tensor]]) -> Batch:
     """Stack per-sample dicts (keys from FIELDS) into a Batch."""

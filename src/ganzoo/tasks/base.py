@@ -8,6 +8,9 @@ lazy regularisation (the loss scaled by the interval here, and Adam's lr and bet
 adjusted in `configure_optimizers` — the only two places that know about it),
 gradient clipping after unscaling, an EMA copy of G for samples and evaluation,
 per-term logging, and the state a resume needs (iteration, RNG states, config).
+Optional gradient accumulation (`accumulate`): each phase splits the batch into that many
+equal micro-batches, back-propagates each micro-batch's loss / accumulate, then clips and steps
+once (BigGAN-PyTorch train_fns.py: the paper's batch of 2048 as 256 x 8 accumulations).
 """
 
 from __future__ import annotations
@@ -99,8 +102,11 @@ class GANTask(pl.LightningModule):
         optim: dict[str, Any],  # conf/optim: OptimSpec fields
         ema: dict[str, Any],  # conf/model ema: EmaSpec fields
         total_iterations: int,  # length of the run, for the lr schedule
+        accumulate: int = 1,  # micro-batches per optimiser step (gradient accumulation)
     ) -> None:
         super().__init__()
+        if accumulate < 1:
+            raise ConfigError(f"accumulate must be >= 1; got {accumulate}")
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -108,6 +114,7 @@ class GANTask(pl.LightningModule):
         self.optim_spec = OptimSpec.from_dict(dict(optim))
         self.ema_spec = EmaSpec.from_dict(dict(ema))
         self.total_iterations = total_iterations
+        self.accumulate = accumulate
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         self.run_config: dict[str, Any] = {}  # resolved config, stored in every checkpoint
@@ -211,11 +218,14 @@ class GANTask(pl.LightningModule):
         self.toggle_optimizer(opt)
         opt.zero_grad(set_to_none=True)
         loss_fn: Callable[[Batch], dict[str, Tensor]] = getattr(self, phase.loss)
-        terms = loss_fn(batch)
-        total = torch.stack([t.float() for t in terms.values()]).sum()
-        if phase.lazy:
-            total = total * phase.every
-        self.manual_backward(total)
+        if self.accumulate == 1:
+            terms = loss_fn(batch)
+            total = torch.stack([t.float() for t in terms.values()]).sum()
+            if phase.lazy:
+                total = total * phase.every
+            self.manual_backward(total)
+        else:
+            terms, total = self._accumulate_phase(phase, loss_fn, batch)
         clip = self.optim_spec.clip_g if phase.network == "G" else self.optim_spec.clip_d
         if clip is not None:
             self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
@@ -224,6 +234,29 @@ class GANTask(pl.LightningModule):
         logs = {f"loss/{phase.name}/{k}": v.detach().float() for k, v in terms.items()}
         logs[f"loss/{phase.name}/total"] = total.detach()
         return logs
+
+    def _accumulate_phase(
+        self, phase: Phase, loss_fn: Callable[[Batch], dict[str, Tensor]], batch: Batch
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """Backward of each micro-batch's loss / accumulate; returns the terms averaged."""
+        if batch.size % self.accumulate:
+            raise ConfigError(
+                f"accumulate={self.accumulate} must divide the per-process batch size "
+                f"{batch.size} (data.batch_size)"
+            )
+        sums: dict[str, Tensor] = {}
+        total_sum = torch.zeros((), device=batch.image.device)
+        for micro in batch.split(self.accumulate):
+            terms = loss_fn(micro)
+            total = torch.stack([t.float() for t in terms.values()]).sum()
+            if phase.lazy:
+                total = total * phase.every
+            self.manual_backward(total / self.accumulate)
+            for k, v in terms.items():
+                sums[k] = v.detach().float() + (sums[k] if k in sums else 0.0)
+            total_sum = total_sum + total.detach()
+        means = {k: v / self.accumulate for k, v in sums.items()}
+        return means, total_sum / self.accumulate
 
     def _update_ema(self, batch_size: int) -> None:
         spec = self.ema_spec
