@@ -58,6 +58,7 @@ class ToyTask(GANTask):
         }
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        super().on_before_optimizer_step(optimizer)  # the base class clips here
         grads = [
             p.grad.norm() for g in optimizer.param_groups for p in g["params"] if p.grad is not None
         ]

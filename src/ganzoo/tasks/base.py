@@ -6,7 +6,9 @@ the method returning its loss terms, and how often it runs. The base class runs
 the phases with manual optimisation (separate G and D optimisers, TTUR), n_critic,
 lazy regularisation (the loss scaled by the interval here, and Adam's lr and betas
 adjusted in `configure_optimizers` — the only two places that know about it),
-gradient clipping after unscaling, an EMA copy of G for samples and evaluation,
+gradient clipping after unscaling, one GradScaler per optimiser under 16-mixed,
+`full_precision()` for penalty terms, gradient averaging of the stepped network under
+trainer=ddp (ganzoo.tasks.distributed), an EMA copy of G for samples and evaluation,
 per-term logging, and the state a resume needs (iteration, RNG states, config).
 Optional gradient accumulation (`accumulate`): each phase splits the batch into that many
 equal micro-batches, back-propagates each micro-batch's loss / accumulate, then clips and steps
@@ -15,8 +17,10 @@ once (BigGAN-PyTorch train_fns.py: the paper's batch of 2048 as 256 x 8 accumula
 
 from __future__ import annotations
 
+import copy
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal
 
@@ -28,6 +32,7 @@ from torch import Tensor, nn
 from ganzoo.core.errors import ConfigError
 from ganzoo.data.batch import Batch
 from ganzoo.nn.ema import ema_beta, make_ema_copy, update_ema
+from ganzoo.tasks.distributed import average_gradients
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,9 @@ class GANTask(pl.LightningModule):
         # submodules filled from published weight files (e.g. the VGG of a perceptual loss):
         # left out of checkpoints, which hold only what training changes
         self.file_modules: set[str] = set()
+        self._clip: float | None = None  # max gradient norm of the phase being stepped
+        self._grad_scalers: dict[str, Any] = {}  # 16-mixed: one GradScaler per optimiser
+        self._pending_scaler_states: dict[str, Any] = {}  # restored before the scalers exist
 
     # ----- what a subclass provides -------------------------------------------------
     def required_fields(self) -> tuple[str, ...]:
@@ -214,7 +222,8 @@ class GANTask(pl.LightningModule):
         self.log("iteration", float(self.iteration), on_step=True, prog_bar=False)
 
     def _run_phase(self, phase: Phase, opt: Any, batch: Batch) -> dict[str, Tensor]:
-        """Forward the phase's loss, backward, clip, step; returns its logged terms."""
+        """Forward the phase's loss, backward, average over processes, clip, step; its terms."""
+        self._use_scaler(phase.network)
         self.toggle_optimizer(opt)
         opt.zero_grad(set_to_none=True)
         loss_fn: Callable[[Batch], dict[str, Tensor]] = getattr(self, phase.loss)
@@ -226,14 +235,47 @@ class GANTask(pl.LightningModule):
             self.manual_backward(total)
         else:
             terms, total = self._accumulate_phase(phase, loss_fn, batch)
-        clip = self.optim_spec.clip_g if phase.network == "G" else self.optim_spec.clip_d
-        if clip is not None:
-            self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-        opt.step()
+        average_gradients(self._params(phase.network))  # trainer=ddp: this network's only
+        self._clip = self.optim_spec.clip_g if phase.network == "G" else self.optim_spec.clip_d
+        opt.step()  # unscales (16-mixed), calls on_before_optimizer_step (clipping), steps
         self.untoggle_optimizer(opt)
         logs = {f"loss/{phase.name}/{k}": v.detach().float() for k, v in terms.items()}
         logs[f"loss/{phase.name}/total"] = total.detach()
         return logs
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        # Lightning calls this after unscaling the gradients (16-mixed), so the norm is real.
+        if self._clip is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self._clip, gradient_clip_algorithm="norm"
+            )
+
+    def _use_scaler(self, network: str) -> None:
+        """16-mixed: G and D each keep their own GradScaler (one overflow does not shrink both).
+
+        Lightning's mixed-precision plugin owns one scaler; the phase swaps its own in before
+        backward and step, so the plugin's scale / unscale / skip-on-inf logic is reused as is.
+        """
+        plugin = self.trainer.precision_plugin
+        shared = getattr(plugin, "scaler", None)
+        if shared is None:
+            return
+        if not self._grad_scalers:
+            # before any step: the copy has the plugin scaler's settings and initial scale
+            self._grad_scalers = {"G": shared, "D": copy.deepcopy(shared)}
+            for name, state in self._pending_scaler_states.items():
+                self._grad_scalers[name].load_state_dict(state)
+        plugin.scaler = self._grad_scalers[network]  # type: ignore[attr-defined]
+
+    @contextmanager
+    def full_precision(self) -> Iterator[None]:
+        """Autocast off: gradient penalties, R1 and path length are computed in float32.
+
+        Under 16-mixed / bf16-mixed these terms differentiate D (or G) once more and square the
+        result; in half precision that underflows or overflows. Callers cast inputs with .float().
+        """
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            yield
 
     def _accumulate_phase(
         self, phase: Phase, loss_fn: Callable[[Batch], dict[str, Tensor]], batch: Batch
@@ -311,10 +353,13 @@ class GANTask(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ganzoo_config"] = self.run_config
         checkpoint["rng_states"] = _rng_states()
+        if self._grad_scalers:
+            checkpoint["grad_scalers"] = {k: s.state_dict() for k, s in self._grad_scalers.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "rng_states" in checkpoint:
             _set_rng_states(checkpoint["rng_states"])
+        self._pending_scaler_states = dict(checkpoint.get("grad_scalers", {}))
 
 
 def _shapes(x: Any) -> Any:
