@@ -518,7 +518,7 @@ def test_coco_captions(tmp_path: Path) -> None:
 
 ADAPTER_CONFIGS = [
     "ade20k", "celeba", "celeba_rafd", "cityscapes", "coco_captions", "cocostuff", "cub",
-    "image_folder", "paired_folder", "rafd",
+    "ffhq", "image_folder", "imagenet", "paired_folder", "rafd",
 ]  # fmt: skip
 
 
