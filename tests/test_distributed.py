@@ -39,7 +39,7 @@ def test_ddp_run_equals_single_process_run_in_one_multirun(tmp_path: Path) -> No
     assert [p.name.split("-")[0] for p in jobs] == ["0", "1"], jobs
     assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["multirun"]
     single, ddp = jobs
-    assert single.name.endswith("trainer=default") and ddp.name.endswith("trainer=ddp")
+    assert single.name.endswith("trainer:default") and ddp.name.endswith("trainer:ddp")
     assert (ddp / "entry_rank1.log").is_file()  # rank 1 wrote into the job's own dir
     a, b = _state(single), _state(ddp)
     assert int(a["iteration"]) == int(b["iteration"]) == 4

@@ -83,6 +83,7 @@ def example_batch(cfg: DictConfig, fields: tuple[str, ...], n: int, device: str)
         "instance_map": lambda: torch.zeros(n, h, w, dtype=torch.long, device=device),
         "class_id": lambda: torch.zeros(n, dtype=torch.long, device=device),
         "attributes": lambda: torch.zeros(n, int(cfg.data.num_attributes), device=device),
+        "domain_mask": lambda: torch.zeros(n, 2, device=device),  # StarGAN: two datasets
     }
     return Batch(**{f: make[f]() for f in fields})
 
@@ -157,3 +158,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         print(f"ganzoo: resuming from {ckpt}")
     trainer.fit(task, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def load_run(ckpt: Path, device: str) -> tuple[GANTask, DictConfig]:
+    """(task in eval mode on `device` with the checkpoint's weights, the run's config)."""
+    if not ckpt.is_file():
+        raise ConfigError(f"ckpt={ckpt} does not exist")
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if "ganzoo_config" not in checkpoint:
+        raise ConfigError(f"ckpt={ckpt} is not a ganzoo checkpoint (no ganzoo_config)")
+    run_cfg = OmegaConf.create(checkpoint["ganzoo_config"])
+    task = build_task(run_cfg, perceptual=lambda: None)  # losses are not needed to sample
+    task.load_state_dict(checkpoint["state_dict"])
+    return task.to(device).eval(), run_cfg
