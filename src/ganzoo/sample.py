@@ -1,4 +1,4 @@
-"""python -m ganzoo.sample ckpt=PATH [action=render|cluster] ... — use a trained model.
+"""python -m ganzoo.sample ckpt=PATH [action=render|cluster|generate|mix|interpolate] ...
 
 A run is rebuilt from one checkpoint: the task from the resolved config every checkpoint
 stores (ckpt["ganzoo_config"]), its weights loaded with weights_only=True; loss networks that
@@ -14,6 +14,31 @@ come from weight files (VGG) are not built. Actions (conf/sample.yaml):
   k-means per class, the centres saved with their provenance to <ckpt dir>/feature_clusters.pt.
   Needs a task with `fit_feature_clusters` (pix2pixHD trained with model.instance_feat=true).
 
+Latent models (StyleGAN2, BigGAN) sample without any dataset:
+
+- generate: one image per seed (`seeds=[0,1,2]`), and with `classes=[3,7]` (class-conditional
+  models) one per seed and class; PNGs seed0000.png (class0003_seed0000.png) and grid.png
+  (a row per class, a column per seed).
+- mix: StyleGAN2's style-mixing grid (the official style_mixing.py): the images of
+  `row_seeds` down the left, of `col_seeds` along the top, and in cell (r, c) row r's ws with the
+  layers `mix_layers` taken from column c; PNGs <row>-<col>.png and grid.png.
+- interpolate: a "video as a grid": a row per consecutive pair of `seeds` (and per class), its
+  `steps` frames spherically interpolating z (slerp; White, "Sampling Generative Networks", 2016).
+
+`truncation` (null = the run's own setting) is StyleGAN2's psi, BigGAN's truncated-normal
+threshold; `truncation_cutoff` (StyleGAN2) truncates only the first ws. The hooks each latent
+model's task provides:
+
+    task.draw_latents(seeds: list[int], truncation: float | None) -> Tensor
+        one latent per seed (len(seeds), dim), a function of the seed alone
+    task.generate(latents: Tensor, class_ids: Tensor | None, truncation: float | None) -> Tensor
+        images (N, 3, H, W) in [-1, 1] of the EMA generator; class_ids (N,) long, None for
+        unconditional models
+    task.style_mix(row_latents, col_latents, layers: list[int], truncation, class_id=None)
+        StyleGAN2 only: (R * C, 3, H, W), image r * C + c = row r with `layers` from column c
+    task.truncation_cutoff: int | None
+        StyleGAN2 only: set from `truncation_cutoff` when given
+
 Another model adds its sampling by giving its task one of these methods, or an action here.
 """
 
@@ -27,32 +52,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+import torch.nn.functional as F
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 from torch import Tensor
 
-from ganzoo.cli.build import build_datamodule, build_task, provenance
+from ganzoo.cli.build import build_datamodule, load_run, provenance
 from ganzoo.cli.entry import run
 from ganzoo.core.errors import ConfigError
 from ganzoo.core.image import colorize_labels, grid, save_png, to_uint8
 from ganzoo.core.weights import sha256_of
 from ganzoo.data.batch import Batch, collate
+from ganzoo.data.files import center_crop_aspect, resize_image
 from ganzoo.tasks.base import GANTask
 
 CLUSTERS_FILE = "feature_clusters.pt"
-
-
-def load_run(ckpt: Path, device: str) -> tuple[GANTask, DictConfig]:
-    """(task in eval mode on `device` with the checkpoint's weights, the run's config)."""
-    if not ckpt.is_file():
-        raise ConfigError(f"ckpt={ckpt} does not exist")
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
-    if "ganzoo_config" not in checkpoint:
-        raise ConfigError(f"ckpt={ckpt} is not a ganzoo checkpoint (no ganzoo_config)")
-    run_cfg = OmegaConf.create(checkpoint["ganzoo_config"])
-    task = build_task(run_cfg, perceptual=lambda: None)  # losses are not needed to sample
-    task.load_state_dict(checkpoint["state_dict"])
-    return task.to(device).eval(), run_cfg
 
 
 def read_ids(path: str | Path) -> Tensor:
@@ -157,7 +171,158 @@ def _clusters_path(cfg: DictConfig, ckpt: Path) -> Path:
     return Path(cfg.clusters) if cfg.clusters is not None else ckpt.parent / CLUSTERS_FILE
 
 
-ACTIONS = ("render", "cluster")
+# ----- latent models: generate, mix, interpolate --------------------------------------------
+def _ints(value: Any, key: str) -> list[int]:
+    """A config list of integers (e.g. seeds=[0,1,2])."""
+    if not isinstance(value, ListConfig | list) or not value:
+        raise ConfigError(f"{key} must be a non-empty list of integers, e.g. {key}=[0,1,2]")
+    return [int(v) for v in value]
+
+
+def _latent_model(task: GANTask, action: str) -> None:
+    """The task must have the latent-model hooks."""
+    if not all(hasattr(task, hook) for hook in ("draw_latents", "generate")):
+        raise ConfigError(
+            f"action={action} is for latent models (StyleGAN2, BigGAN); "
+            f"{type(task).__name__} has no draw_latents / generate"
+        )
+
+
+def _apply_cutoff(cfg: DictConfig, task: Any) -> None:
+    if cfg.truncation_cutoff is None:
+        return
+    if not hasattr(task, "truncation_cutoff"):
+        raise ConfigError(f"truncation_cutoff is for StyleGAN2; {type(task).__name__} has none")
+    task.truncation_cutoff = int(cfg.truncation_cutoff)
+
+
+def _output(cfg: DictConfig, ckpt: Path, action: str) -> Path:
+    """`output`, or <run_dir>/samples/<action>."""
+    if cfg.output is not None:
+        return Path(str(cfg.output))
+    return ckpt.parent.parent / "samples" / action
+
+
+def _class_rows(cfg: DictConfig) -> list[int | None]:
+    """One grid row per class of `classes`, or a single row without classes."""
+    return [None] if cfg.classes is None else list(_ints(cfg.classes, "classes"))
+
+
+def _ids(class_id: int | None, n: int, device: torch.device) -> Tensor | None:
+    return None if class_id is None else torch.full((n,), class_id, dtype=torch.long, device=device)
+
+
+def generate(cfg: DictConfig, task: Any, ckpt: Path) -> dict[str, Any]:
+    """One image per seed (and class), and a grid: a row per class, a column per seed."""
+    seeds = _ints(cfg.seeds, "seeds")
+    z = task.draw_latents(seeds, cfg.truncation)
+    out = _output(cfg, ckpt, "generate")
+    files: list[Path] = []
+    rows = []
+    for c in _class_rows(cfg):
+        images = task.generate(z, _ids(c, len(seeds), z.device), cfg.truncation)
+        rows.append(images)
+        prefix = "" if c is None else f"class{c:04d}_"
+        for s, image in zip(seeds, to_uint8(images), strict=True):
+            files.append(save_png(image, out / f"{prefix}seed{s:04d}.png"))
+    columns = [torch.stack([row[j] for row in rows]) for j in range(len(seeds))]
+    files.append(save_png(grid(columns), out / "grid.png"))
+    return {"action": "generate", "files": [str(f) for f in files]}
+
+
+def mix(cfg: DictConfig, task: Any, ckpt: Path) -> dict[str, Any]:
+    """StyleGAN2's style-mixing grid (style_mixing.py): rows x columns of mixed images."""
+    if not hasattr(task, "style_mix"):
+        raise ConfigError(f"action=mix is for StyleGAN2; {type(task).__name__} has no style_mix")
+    row_seeds, col_seeds = _ints(cfg.row_seeds, "row_seeds"), _ints(cfg.col_seeds, "col_seeds")
+    classes = _class_rows(cfg)
+    if len(classes) != 1:
+        raise ConfigError("action=mix takes one class (classes=[k]) for the whole grid")
+    extra = {} if classes[0] is None else {"class_id": classes[0]}
+    psi = cfg.truncation
+    rz, cz = task.draw_latents(row_seeds, psi), task.draw_latents(col_seeds, psi)
+    mixed = task.style_mix(rz, cz, _ints(cfg.mix_layers, "mix_layers"), psi, **extra)
+    row_images = task.generate(rz, _ids(classes[0], len(row_seeds), rz.device), psi)
+    col_images = task.generate(cz, _ids(classes[0], len(col_seeds), cz.device), psi)
+    out = _output(cfg, ckpt, "mix")
+    files: list[Path] = []
+    pixels = to_uint8(mixed)
+    for r, rs in enumerate(row_seeds):
+        for c, cs in enumerate(col_seeds):
+            files.append(save_png(pixels[r * len(col_seeds) + c], out / f"{rs}-{cs}.png"))
+    blank = torch.ones_like(row_images[:1])  # white top-left cell
+    cells = mixed.reshape(len(row_seeds), len(col_seeds), *mixed.shape[1:])
+    columns = [torch.cat([blank, row_images])]
+    columns += [torch.cat([col_images[c : c + 1], cells[:, c]]) for c in range(len(col_seeds))]
+    files.append(save_png(grid(columns), out / "grid.png"))
+    return {"action": "mix", "files": [str(f) for f in files]}
+
+
+def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Spherical interpolation between latents a and b (D,) at fractions t (T,) -> (T, D)."""
+    cos = F.cosine_similarity(a, b, dim=0).clamp(-1, 1)
+    omega = torch.acos(cos)
+    t = t[:, None]
+    if float(omega.sin()) < 1e-6:  # (anti)parallel: linear interpolation
+        return torch.lerp(a[None], b[None], t)
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def interpolate(cfg: DictConfig, task: Any, ckpt: Path) -> dict[str, Any]:
+    """A grid of frames: a row per consecutive pair of seeds (and class), `steps` columns."""
+    seeds = _ints(cfg.seeds, "seeds")
+    steps = int(cfg.steps)
+    if len(seeds) < 2 or steps < 2:
+        raise ConfigError("action=interpolate needs at least 2 seeds and steps >= 2")
+    z = task.draw_latents(seeds, cfg.truncation)
+    t = torch.linspace(0, 1, steps, device=z.device)
+    rows = []
+    for c in _class_rows(cfg):
+        for i in range(len(seeds) - 1):
+            frames = slerp(z[i], z[i + 1], t)
+            rows.append(task.generate(frames, _ids(c, steps, z.device), cfg.truncation))
+    columns = [torch.stack([row[j] for row in rows]) for j in range(steps)]
+    path = save_png(grid(columns), _output(cfg, ckpt, "interpolate") / "grid.png")
+    return {"action": "interpolate", "files": [str(path)], "rows": len(rows), "steps": steps}
+
+
+def translate(cfg: DictConfig, task: GANTask, run_cfg: DictConfig, ckpt: Path) -> dict[str, Any]:
+    """StarGAN: image files -> one grid, a row per image: input | one column per target
+    (each attribute flipped, hair colours one-of; a column per class for RaFD), chosen by
+    `targets`. Source labels: `source_attributes`, else D's domain classifier. Images are
+    centre-cropped to the run's aspect ratio and resized (bilinear) to its resolution."""
+    columns_of = getattr(task, "translation_columns", None)
+    labels_of = getattr(task, "source_labels", None)
+    if columns_of is None or labels_of is None:
+        raise ConfigError(
+            f"{run_cfg.model._target_} does not translate images (action=translate is for StarGAN)"
+        )
+    if not cfg.images:
+        raise ConfigError("action=translate needs images=[a.png,...] (image files)")
+    w = int(run_cfg.data.resolution)
+    h = int(round(w / float(run_cfg.data.aspect_ratio)))
+    images = torch.stack([_read_rgb(Path(str(f)), w, h) for f in cfg.images]).to(task.device)
+    given = cfg.source_attributes
+    attrs = None if given is None else torch.tensor(OmegaConf.to_container(given)).float()
+    c_org = labels_of(images, attrs)
+    names = None if cfg.targets is None else [str(t) for t in cfg.targets]
+    columns = columns_of(images, c_org, names)
+    out = ckpt.parent.parent / "samples" / "translate" if cfg.output is None else Path(cfg.output)
+    path = save_png(grid([c for _, c in columns]), out / "translate_grid.png")
+    return {"action": "translate", "grid": str(path), "columns": [k for k, _ in columns],
+            "source_labels": c_org.tolist()}
+
+
+def _read_rgb(path: Path, width: int, height: int) -> Tensor:
+    """An image file -> (3, height, width) float in [-1, 1] (centre crop to the aspect, resize)."""
+    if not path.is_file():
+        raise ConfigError(f"images: {path} does not exist")
+    img = center_crop_aspect(Image.open(path).convert("RGB"), width, height)
+    array = np.asarray(resize_image(img, width, height, "bilinear"), dtype=np.float32)
+    return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0
+
+
+ACTIONS = ("render", "cluster", "generate", "mix", "interpolate", "translate")
 
 
 def main_fn(cfg: DictConfig) -> dict[str, Any]:
@@ -169,8 +334,16 @@ def main_fn(cfg: DictConfig) -> dict[str, Any]:
     task, run_cfg = load_run(ckpt, str(cfg.device))
     if cfg.action == "render":
         result = render(cfg, task, ckpt)
-    else:
+    elif cfg.action == "cluster":
         result = cluster(cfg, task, run_cfg, ckpt)
+    elif cfg.action == "translate":
+        result = translate(cfg, task, run_cfg, ckpt)
+    else:
+        _latent_model(task, str(cfg.action))
+        _apply_cutoff(cfg, task)
+        latent_actions = {"generate": generate, "mix": mix, "interpolate": interpolate}
+        with torch.no_grad():
+            result = latent_actions[str(cfg.action)](cfg, task, ckpt)
     print(json.dumps(result))
     return result
 

@@ -1,0 +1,401 @@
+"""Metric evaluation of the EMA generator during training, and the pieces ganzoo.evaluate reuses.
+
+Every `metrics.every_n_iterations` iterations and at the end of training, `MetricEvaluation`
+generates `metrics.num_samples` images with the EMA generator, one per input of the reference
+split (input i = item i mod the split's length, its latents drawn from (seed, i)), scores them
+with the metrics of conf/metrics/ (ganzoo.metrics.suite) against the real images of that split,
+logs ``metrics/<name>`` to every logger (and, once, the provenance as the hyper-parameter
+``metrics_provenance``) and appends one JSON line per evaluation to
+``<run_dir>/metrics.jsonl`` on rank 0, with the provenance of the numbers (weight-file hashes,
+resize policy, sample counts, split).
+
+With W processes, each generates a contiguous share of whole batches (`shard`), and the
+features are gathered in rank order, i.e. in the order one process would have produced them,
+so the numbers are those of a single process. Real features are computed once (rank 0)
+and cached under ``paths.cache_dir`` keyed by dataset, split, resolution, sample count, feature
+network and its weight hash, resize policy and a fingerprint of the first images
+(ganzoo.metrics.cache); every rank then reads them as the reference. Evaluation runs under a
+forked RNG seeded from `metrics.seed`, so it neither depends on nor disturbs the training RNG.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from ganzoo.core.errors import ConfigError
+from ganzoo.data.batch import Batch, collate
+from ganzoo.data.synthetic import SyntheticScenes
+from ganzoo.metrics import scene_evaluator, segmenters
+from ganzoo.metrics.cache import ManifestCache, fingerprint
+from ganzoo.metrics.inception import InceptionFeatures
+from ganzoo.metrics.suite import MetricSettings, MetricSuite
+
+Dataset = Sequence[dict[str, Tensor]]  # index -> sample dict (a ganzoo dataset adapter)
+
+
+def build_suite(
+    settings: MetricSettings,
+    dataset: Dataset,  # the reference split (its adapter decides the segmenter / evaluator)
+    data_name: str,  # data.name, for messages and the segmenter registry
+    task_fields: tuple[str, ...] | None,  # fields the generator reads (None: image folders)
+    weights: Mapping[str, Any],  # the config's weights.* paths
+    weights_dir: str | Path,
+    cache_dir: str | Path,
+) -> MetricSuite:
+    """The selected metrics with their networks; checks each metric fits the model and data."""
+    names = set(settings.compute)
+    synthetic = isinstance(dataset, SyntheticScenes)
+    if "miou" in names and task_fields is not None and "label_map" not in task_fields:
+        raise ConfigError(
+            f"metrics=miou scores label-to-image models; this model reads {', '.join(task_fields)}"
+        )
+    if "miou" in names and task_fields is None:
+        raise ConfigError(
+            "metrics=miou needs a checkpoint (ckpt=...): image folders have no label maps"
+        )
+    if "domain" in names and not synthetic:
+        raise ConfigError(
+            f"metrics=domain is the synthetic scenes' evaluator; data={data_name} has none"
+        )
+    inception = None
+    if names & {"fid", "kid", "is", "pr"}:
+        inception = InceptionFeatures.from_file(weights["inception"], weights_dir, settings.resize)
+    scene = None
+    if isinstance(dataset, SyntheticScenes) and names & {"domain", "miou"}:
+        scene = synthetic_evaluator(dataset, settings.scene_evaluator, cache_dir)
+    segmenter: Any = None
+    if "miou" in names:
+        segmenter = (
+            scene if scene is not None else segmenters.build(data_name, weights, weights_dir)
+        )
+    fields = task_fields or ()
+    return MetricSuite(
+        settings.compute,
+        inception,
+        scene,
+        segmenter,
+        class_conditional="label_map" in fields or "class_id" in fields,
+    )
+
+
+def synthetic_evaluator(
+    reference: SyntheticScenes, recipe_values: Mapping[str, Any], cache_dir: str | Path
+) -> scene_evaluator.SceneEvaluator:
+    """The cached scene evaluator at the reference split's resolution (trained on a miss).
+
+    recipe_values: metrics.scene_evaluator (ganzoo.metrics.scene_evaluator.SceneRecipe fields).
+    """
+    recipe = scene_evaluator.SceneRecipe.from_dict(recipe_values)
+    train = SyntheticScenes(
+        length=recipe.train_samples + scene_evaluator.HOLDOUT,
+        height=reference.height,
+        width=reference.width,
+        seed=recipe.seed,
+        split="train",
+    )
+    description = {
+        "name": "synthetic",
+        "adapter": "ganzoo.data.synthetic.SyntheticScenes",
+        "seed": recipe.seed,
+        "split": "train",
+        "height": reference.height,
+        "width": reference.width,
+    }
+    return scene_evaluator.load_or_train(
+        train,  # type: ignore[arg-type]
+        description,
+        SyntheticScenes.num_labels,
+        SyntheticScenes.num_scene_classes,
+        recipe,
+        cache_dir,
+    )
+
+
+def _batches(dataset: Dataset, indices: range, batch_size: int) -> Any:
+    """Batches of dataset items at the given indices (taken modulo the dataset's length)."""
+    for start in range(indices.start, indices.stop, batch_size):
+        idx = range(start, min(start + batch_size, indices.stop))
+        yield idx, collate([dataset[i % len(dataset)] for i in idx])
+
+
+def reference_features(
+    suite: MetricSuite,
+    dataset: Dataset,
+    description: Mapping[str, Any],  # dataset name, split, resolution: part of the cache key
+    count: int,  # real images: items 0 .. count - 1 of the split
+    batch_size: int,
+    device: torch.device,
+    cache_dir: str | Path,
+) -> dict[str, Tensor]:
+    """Real features per space, from the cache or computed and cached (one pass for all)."""
+    cache = ManifestCache(cache_dir, "reference")
+    spaces = suite.reference_spaces()
+    if not spaces:
+        return {}
+    first = collate([dataset[i] for i in range(min(4, count))]).image
+    data_fingerprint = fingerprint(first, torch.tensor([len(dataset)]))
+    manifests = {
+        space: reference_manifest(
+            description, count, _network_identity(suite, space), data_fingerprint
+        )
+        for space in spaces
+    }
+    found = {space: cache.load(manifests[space]) for space in spaces}
+    missing = [space for space, payload in found.items() if payload is None]
+    if missing:
+        parts: dict[str, list[Tensor]] = {space: [] for space in missing}
+        for _, batch in _batches(dataset, range(count), batch_size):
+            feats = suite.real_features(batch.image.to(device), spaces=missing)
+            for space in missing:
+                parts[space].append(feats[space])
+        for space in missing:
+            found[space] = {"features": torch.cat(parts[space])}
+            cache.save(manifests[space], found[space])  # type: ignore[arg-type]
+    return {space: payload["features"] for space, payload in found.items()}  # type: ignore[index]
+
+
+def reference_manifest(
+    description: Mapping[str, Any],  # dataset name, split, height, width
+    count: int,  # real images
+    network: Mapping[str, Any],  # feature extractor, its weights' SHA-256, resize policy
+    data_fingerprint: str,  # SHA-256 of the first images and the split's length
+) -> dict[str, Any]:
+    """What a cache entry of real features depends on; its key hashes all of it."""
+    return {
+        "dataset": dict(description),
+        "num_real": count,
+        "features": dict(network),
+        "data_fingerprint": data_fingerprint,
+    }
+
+
+def _network_identity(suite: MetricSuite, space: str) -> dict[str, Any]:
+    """What determines a space's features (not where its file lies)."""
+    net = suite.inception if space == "inception" else suite.scene
+    assert net is not None
+    provenance = net.provenance()  # type: ignore[operator]
+    return {k: provenance[k] for k in ("extractor", "weights_sha256", "resize") if k in provenance}
+
+
+def shard(n: int, rank: int, world_size: int, batch_size: int) -> range:
+    """The contiguous share of n samples that process `rank` of `world_size` generates.
+
+    Shares are made of whole batches of the single-process batch grid (batch b = images
+    [b * batch_size, (b + 1) * batch_size)), so every batch, and with it the generator noise
+    seeded from its first index, is the same whatever the number of processes.
+
+    Raises:
+        ConfigError: fewer batches than processes (a process would have nothing to generate).
+    """
+    batches = -(-n // batch_size)
+    if batches < world_size:
+        raise ConfigError(
+            f"metrics.num_samples={n} in batches of metrics.batch_size={batch_size} gives "
+            f"{batches} batch(es) for {world_size} processes; use num_samples >= "
+            f"{world_size * batch_size} or a smaller batch_size"
+        )
+    first, last = rank * batches // world_size, (rank + 1) * batches // world_size
+    return range(first * batch_size, min(last * batch_size, n))
+
+
+@torch.no_grad()
+def score_generated(
+    suite: MetricSuite,
+    sample: Callable[[Batch, Tensor | None], Tensor],  # the task's sample_ema
+    sample_latents: Callable[[int, torch.Generator | None], Tensor | None],  # the task's
+    dataset: Dataset,
+    indices: range,  # which of the generated images this process makes
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+) -> None:
+    """Generate images for the inputs at `indices` and feed them to the suite.
+
+    Latents of image i come from a generator seeded with (seed, i) and any other noise of the
+    generator from (seed, first index of the batch); with `shard`'s whole-batch shares, image i
+    is the same however the images are split between processes.
+    """
+    for idx, batch in _batches(dataset, indices, batch_size):
+        batch = batch.to(device)
+        parts = [
+            sample_latents(1, torch.Generator(device).manual_seed(seed * 1_000_003 + i))
+            for i in idx
+        ]
+        latents = None if parts[0] is None else torch.cat(parts)  # type: ignore[arg-type]
+        torch.manual_seed(seed * 1_000_003 + idx.start)
+        images = sample(batch, latents)
+        suite.update_fake(images, batch.label_map, batch.class_id)
+
+
+def counts(settings: MetricSettings, split_length: int) -> tuple[int, int]:
+    """(generated, real) sample counts: num_samples, and num_real (default num_samples) capped
+    at the split's length."""
+    real = settings.num_real if settings.num_real is not None else settings.num_samples
+    return settings.num_samples, min(real, split_length)
+
+
+def _rng_devices(device: torch.device) -> list[torch.device]:
+    return [device] if device.type == "cuda" else []
+
+
+@dataclass
+class Evaluation:
+    """A prepared evaluation: the metrics with their real reference, the inputs, the record."""
+
+    suite: MetricSuite
+    dataset: Dataset  # the reference split: real images and the generator's inputs
+    info: dict[str, Any]  # data name, split, size, num_fake, num_real, seed, batch_size
+
+    def provenance(self, world_size: int) -> dict[str, Any]:
+        """What every number is recorded with (after `run`: with the sample counts)."""
+        return {**self.info, "world_size": world_size, **self.suite.provenance()}
+
+    def run(self, task: Any, rank: int, world_size: int, device: torch.device) -> dict[str, float]:
+        """Score the task's EMA generator (`sample_ema`, `sample_latents`); this process makes
+        its share of the images, the numbers are those of all of them (synced)."""
+        num_fake, batch_size = self.info["num_fake"], self.info["batch_size"]
+        with torch.random.fork_rng(devices=_rng_devices(device)):
+            self.suite.reset()
+            score_generated(
+                self.suite,
+                task.sample_ema,
+                task.sample_latents,
+                self.dataset,
+                shard(num_fake, rank, world_size, batch_size),
+                batch_size,
+                self.info["seed"],
+                device,
+            )
+            return self.suite.compute()
+
+
+def prepare_evaluation(
+    settings: MetricSettings,
+    dm: Any,  # the run's GANDataModule
+    task_fields: tuple[str, ...],  # the fields the task's generator reads
+    weights: Mapping[str, Any],  # weights.* paths
+    weights_dir: str | Path,
+    cache_dir: str | Path,
+    device: torch.device,
+) -> Evaluation:
+    """The suite on `device` with the real reference of the split (from the cache or computed
+    and cached), for the EMA generator of a task reading `task_fields`."""
+    split = str(settings.split or dm.sample_split)
+    dataset = dm.build(split)
+    suite = build_suite(
+        settings, dataset, dm.name, task_fields, weights, weights_dir, cache_dir
+    ).to(device)
+    num_fake, num_real = counts(settings, len(dataset))
+    description = {"name": dm.name, "split": split, "height": dm.height, "width": dm.width}
+    with torch.random.fork_rng(devices=_rng_devices(device)):
+        reference = reference_features(
+            suite, dataset, description, num_real, settings.batch_size, device, cache_dir
+        )
+    suite.set_reference(reference)
+    info = {
+        **description,
+        "num_fake": num_fake,
+        "num_real": num_real,
+        "seed": settings.seed,
+        "batch_size": settings.batch_size,
+    }
+    return Evaluation(suite, dataset, info)
+
+
+class MetricEvaluation(pl.Callback):
+    """Evaluates the EMA generator every N iterations and at the end (idle with metrics=none)."""
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any],  # conf/metrics (metrics.*)
+        weights: Mapping[str, Any],  # weights.* paths (weights.inception)
+        weights_dir: str,  # paths.weights_dir
+        cache_dir: str,  # paths.cache_dir: real features and the scene evaluator
+        run_dir: str,  # metrics.jsonl goes here
+    ) -> None:
+        self.settings = MetricSettings.from_dict(settings)
+        self.weights = dict(weights)
+        self.weights_dir = weights_dir
+        self.cache_dir = cache_dir
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.evaluation: Evaluation | None = None
+        self._last: int | None = None  # iteration of the last evaluation
+        self.last_results: dict[str, float] = {}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.settings.compute)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if not self.active:
+            return
+        if trainer.is_global_zero:  # trains / extracts once and fills the caches ...
+            self._prepare(trainer, pl_module)
+        trainer.strategy.barrier("ganzoo_metrics_setup")
+        if not trainer.is_global_zero:  # ... the other ranks read them
+            self._prepare(trainer, pl_module)
+        assert self.evaluation is not None
+        shard(self.evaluation.info["num_fake"], 0, trainer.world_size, self.settings.batch_size)
+        if trainer.is_global_zero:  # what the numbers will mean, once, next to the config
+            provenance = self.evaluation.provenance(trainer.world_size)
+            for logger in trainer.loggers:
+                logger.log_hyperparams({"metrics_provenance": provenance})
+
+    def _prepare(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self.evaluation = prepare_evaluation(
+            self.settings,
+            trainer.datamodule,  # type: ignore[attr-defined]
+            tuple(pl_module.required_fields()),
+            self.weights,
+            self.weights_dir,
+            self.cache_dir,
+            pl_module.device,
+        )
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        it = int(pl_module.iteration)
+        every = self.settings.every_n_iterations
+        if self.active and every > 0 and it % every == 0 and self._last != it:
+            self.evaluate(trainer, pl_module, it)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        it = int(pl_module.iteration)
+        if self.active and self._last != it:
+            self.evaluate(trainer, pl_module, it)
+
+    def evaluate(self, trainer: pl.Trainer, pl_module: Any, iteration: int) -> dict[str, float]:
+        """Score the EMA generator now; log and record on rank 0; returns the numbers."""
+        assert self.evaluation is not None
+        results = self.evaluation.run(
+            pl_module, trainer.global_rank, trainer.world_size, pl_module.device
+        )
+        self._last, self.last_results = iteration, results
+        for key, value in results.items():
+            trainer.callback_metrics[f"metrics/{key}"] = torch.tensor(value)
+        if trainer.is_global_zero:
+            self._record(trainer, iteration, int(pl_module.images_seen), results)
+        return results
+
+    def _record(
+        self, trainer: pl.Trainer, iteration: int, images_seen: int, results: dict[str, float]
+    ) -> None:
+        assert self.evaluation is not None
+        line = {
+            "iteration": iteration,
+            "images_seen": images_seen,
+            "metrics": results,
+            "provenance": self.evaluation.provenance(trainer.world_size),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(line) + "\n")
+        for logger in trainer.loggers:
+            logger.log_metrics({f"metrics/{k}": v for k, v in results.items()}, step=iteration)
