@@ -660,3 +660,27 @@ def test_segmenters_missing_or_wrong_files_are_one_line_errors(tmp_path) -> None
         segmenters.build("cocostuff", {**weights, "deeplabv2_cocostuff": str(wrong)}, tmp_path)
     with pytest.raises(ConfigError, match="no segmenter for data=celeba"):
         segmenters.build("celeba", weights, tmp_path)
+
+
+def test_evaluators_train_even_when_first_needed_inside_no_grad() -> None:
+    """ganzoo.evaluate scores under torch.no_grad(); a cold cache trains the evaluator there."""
+    from ganzoo.metrics.attribute_classifier import AttributeRecipe, train_attribute_net
+    from ganzoo.metrics.scene_evaluator import SceneRecipe, train_scene_net
+
+    scenes = SyntheticScenes(length=8, height=16, width=16)
+    samples = [scenes[i] for i in range(8)]
+    with torch.no_grad():
+        net = train_scene_net(samples, 15, 12, SceneRecipe(steps=2, batch_size=4))
+        before = AttributeRecipe(steps=2, batch_size=4)
+        images = torch.stack([s["image"] for s in samples])
+        attrs = torch.stack([s["attributes"] for s in samples])
+        attr_net = train_attribute_net(images, attrs, before)
+    assert not any(p.requires_grad for p in [*net.parameters(), *attr_net.parameters()])
+    torch.manual_seed(0)  # SceneRecipe's default seed: the same initial weights as `net`
+    from ganzoo.metrics.scene_evaluator import SceneNet
+
+    initial = SceneNet(15, 12)
+    moved = [
+        (a - b).abs().max() for a, b in zip(net.parameters(), initial.parameters(), strict=True)
+    ]
+    assert max(float(m) for m in moved) > 0  # two Adam steps were taken, not skipped

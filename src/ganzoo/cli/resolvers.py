@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+WANDB_TAG_LENGTH = 64  # W&B rejects longer tags
 
 
 def _add(*values: int | bool) -> int:
@@ -40,12 +47,80 @@ def run_id(run_dir: str) -> str:
     return rid
 
 
+def _multirun() -> Any:
+    """Hydra's config of this job when it is one job of a multirun sweep, else None."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg if hydra_cfg.mode == RunMode.MULTIRUN else None
+
+
+def sweep_group() -> str | None:
+    """W&B group of a run: the sweep dir's name in a multirun (shared by its jobs), else None."""
+    hydra_cfg = _multirun()
+    return None if hydra_cfg is None else Path(str(hydra_cfg.sweep.dir)).name
+
+
+def sweep_overrides() -> list[str]:
+    """This job's `key=value` for every key the sweep varies (none outside a multirun).
+
+    The varying keys are the sweep overrides of the command line (`optim.lr_g=1e-4,2e-4`,
+    `model=spade,pix2pixhd`, `seed=range(3)`), read from the sweep dir's multirun.yaml (every
+    launcher writes it before starting jobs), and the keys of an Optuna sweeper's search space.
+    """
+    hydra_cfg = _multirun()
+    if hydra_cfg is None:
+        return []
+    parser = OverridesParser.create()
+    varying: list[str] = []
+    record = Path(str(hydra_cfg.sweep.dir)) / "multirun.yaml"
+    if record.is_file():
+        sweep = OmegaConf.select(OmegaConf.load(record), "hydra.overrides.task", default=[])
+        varying += [
+            o.key_or_group for o in parser.parse_overrides(list(sweep)) if o.is_sweep_override()
+        ]
+    params = OmegaConf.select(hydra_cfg, "sweeper.params", default=None)
+    if isinstance(params, DictConfig):
+        varying += [str(k) for k in params if str(k) not in varying]
+    job = {
+        o.key_or_group: str(o.input_line)
+        for o in parser.parse_overrides(list(hydra_cfg.overrides.task))
+    }
+    return [job[key] for key in varying if key in job]
+
+
+def wandb_tags(*fixed: str) -> list[str]:
+    """W&B tags: the given ones (model, data) and this job's values of the sweep's varying keys."""
+    tags = [str(t) for t in fixed] + sweep_overrides()
+    return [t[:WANDB_TAG_LENGTH] for t in dict.fromkeys(tags)]
+
+
+def wandb_name(run_name: str) -> str:
+    """W&B run name: run_name, followed in a multirun by the job number and varying values."""
+    hydra_cfg = _multirun()
+    if hydra_cfg is None:
+        return run_name
+    return " ".join([f"{run_name}#{hydra_cfg.job.num}", *sweep_overrides()])
+
+
+def short_dirname(name: str, limit: int = 120) -> str:
+    """A job dir name of at most `limit` characters: longer ones keep their start + a hash."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{name[: limit - 11]}_{digest}"
+
+
 def register() -> None:
     for name, fn in (
         ("ganzoo.add", _add),
         ("ganzoo.height", _height),
         ("ganzoo.wandb_offline", wandb_offline),
         ("ganzoo.run_id", run_id),
+        ("ganzoo.sweep_group", sweep_group),
+        ("ganzoo.wandb_tags", wandb_tags),
+        ("ganzoo.wandb_name", wandb_name),
+        ("ganzoo.short_dirname", short_dirname),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -100,7 +100,8 @@ def train_attribute_net(
 ) -> AttributeNet:
     """BCE training with random flips; the global RNG is untouched. images (N, 3, H, W) in
     [-1, 1], attributes (N, A) 0/1."""
-    with torch.random.fork_rng(devices=[]):
+    # enable_grad: the first use may come from inside an evaluation's no_grad block
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(recipe.seed)
         net = AttributeNet(attributes.shape[1])
         opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)

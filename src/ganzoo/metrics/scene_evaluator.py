@@ -119,7 +119,8 @@ def train_scene_net(
     """Train a SceneNet (cross-entropy on labels + on scene class); the global RNG is untouched."""
     images, labels = _stack(samples, "image"), _stack(samples, "label_map")
     classes = _stack(samples, "class_id")
-    with torch.random.fork_rng(devices=[]):
+    # enable_grad: the first use may come from inside an evaluation's no_grad block
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(recipe.seed)
         net = SceneNet(num_labels, num_classes)
         opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
