@@ -346,6 +346,9 @@ def test_sample_hooks_draw_seeded_latents_and_generate_class_images(make_cfg) ->
     for off in (None, 0.0, -1.0):  # no truncation: the plain normal
         assert task.draw_latents(list(range(64)), off).abs().max() > 2
     assert torch.equal(task.draw_latents([5], None), task.draw_latents([5], 0.0))
+    task.truncation = 0.5  # None = the run's own model.truncation
+    assert torch.equal(task.draw_latents([3, 5], None), z[:2])
+    task.truncation = None
     with pytest.raises(ConfigError, match="at least one seed"):
         task.draw_latents([], 0.5)
 

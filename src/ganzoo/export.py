@@ -125,7 +125,7 @@ def main_fn(cfg: DictConfig) -> dict[str, Any]:
         "model": str(run_cfg.model._target_),
         "inputs": [{"shape": list(x.shape), "dtype": str(x.dtype)} for x in inputs],
         "batch_axis": "dynamic" if fmt == "onnx" else f"fixed at {int(cfg.batch_size)}",
-        "output": "images (N, 3, H, W) in [-1, 1]",
+        "output": "images (N, 3, H, W) on the [-1, 1] scale",
     }
     if cfg.check:
         n = int(cfg.batch_size) + (1 if fmt == "onnx" else 0)  # ONNX: another batch size too

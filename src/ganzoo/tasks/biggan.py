@@ -220,10 +220,12 @@ class BigGanTask(GANTask):
 
         truncation > 0: the paper's truncation trick (Sec. 3.1), z from N(0, I) with every
         entry resampled until |z| <= truncation (smaller: higher fidelity, less variety);
-        None or <= 0: no truncation, plain N(0, I).
+        <= 0: no truncation, plain N(0, I); None: the run's own `model.truncation`.
         """
         if not seeds:
             raise ConfigError("seeds must name at least one seed")
+        if truncation is None:
+            truncation = self.truncation
         threshold = truncation if truncation is not None and truncation > 0 else None
         rows = [
             truncated_normal(1, self.dim_z, threshold, torch.Generator().manual_seed(int(seed)))
