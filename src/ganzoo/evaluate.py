@@ -27,7 +27,7 @@ from PIL import Image
 from torch import Tensor
 
 from ganzoo.callbacks.metrics import build_suite, counts, prepare_evaluation
-from ganzoo.cli.build import build_datamodule, build_task, provenance
+from ganzoo.cli.build import build_datamodule, load_run, provenance
 from ganzoo.cli.entry import run
 from ganzoo.core.errors import ConfigError
 from ganzoo.metrics.suite import MetricSettings, MetricSuite
@@ -55,15 +55,7 @@ def _settings(cfg: DictConfig) -> MetricSettings:
 def evaluate_checkpoint(cfg: DictConfig, settings: MetricSettings, device: torch.device) -> dict:
     """Rebuild the task of a checkpoint and score its EMA generator."""
     path = Path(str(cfg.ckpt))
-    if not path.is_file():
-        raise ConfigError(f"ckpt={path} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if "ganzoo_config" not in ckpt:
-        raise ConfigError(f"ckpt={path} is not a ganzoo checkpoint (no ganzoo_config)")
-    train_cfg = OmegaConf.create(ckpt["ganzoo_config"])
-    task = build_task(train_cfg, perceptual=lambda: None)  # losses' VGG19 is not needed
-    task.load_state_dict(ckpt["state_dict"])
-    task.to(device).eval()
+    task, train_cfg = load_run(path, str(device))  # the losses' VGG19 is not built
     weights = OmegaConf.to_container(cfg.weights, resolve=True)
     assert isinstance(weights, dict)
     evaluation = prepare_evaluation(
@@ -78,7 +70,7 @@ def evaluate_checkpoint(cfg: DictConfig, settings: MetricSettings, device: torch
     results = evaluation.run(task, rank=0, world_size=1, device=device)
     return {
         "ckpt": str(path),
-        "iteration": int(ckpt["state_dict"]["iteration"]),
+        "iteration": int(task.iteration),
         "metrics": results,
         "provenance": evaluation.provenance(world_size=1),
     }
