@@ -1,4 +1,4 @@
-"""python -m ganzoo.sample ckpt=PATH [action=render|cluster|generate|mix|interpolate] ...
+"""python -m ganzoo.sample ckpt=PATH [action=render|cluster|generate|mix|interpolate|...] ...
 
 A run is rebuilt from one checkpoint: the task from the resolved config every checkpoint
 stores (ckpt["ganzoo_config"]), its weights loaded with weights_only=True; loss networks that
@@ -64,6 +64,7 @@ from ganzoo.core.image import colorize_labels, grid, save_png, to_uint8
 from ganzoo.core.weights import sha256_of
 from ganzoo.data.batch import Batch, collate
 from ganzoo.data.files import center_crop_aspect, resize_image
+from ganzoo.data.text import tokenize
 from ganzoo.tasks.base import GANTask
 
 CLUSTERS_FILE = "feature_clusters.pt"
@@ -322,7 +323,53 @@ def _read_rgb(path: Path, width: int, height: int) -> Tensor:
     return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0
 
 
-ACTIONS = ("render", "cluster", "generate", "mix", "interpolate", "translate")
+def caption_action(cfg: DictConfig, task: GANTask, run_cfg: DictConfig, ckpt: Path) -> dict:
+    """AttnGAN: a caption -> `num_samples` images of every stage (stage<k>_<i>.png) and, for each
+    stage with word attention, a grid per sample: the stage image | one column per word, the
+    image shaded by that word's attention map (attention_stage<k>_<i>.png). Words are tokenised
+    as the training captions and looked up in the run's vocabulary; unknown words are dropped."""
+    make = getattr(task, "caption_images", None)
+    if make is None:
+        raise ConfigError(
+            f"{run_cfg.model._target_} does not draw captions (action=caption is for AttnGAN)"
+        )
+    if not cfg.caption:
+        raise ConfigError('action=caption needs caption="a small red bird with black wings"')
+    dataset = build_datamodule(run_cfg).build(str(run_cfg.data.sample_split))
+    vocab = getattr(dataset, "vocab", None) or dataset.table.words  # type: ignore[attr-defined]
+    lookup = {str(w): i for i, w in enumerate(vocab) if i > 0}
+    words = tokenize(str(cfg.caption))
+    known = [w for w in words if w in lookup][: int(run_cfg.data.dataset.caption_length)]
+    if not known:
+        raise ConfigError(f"caption={cfg.caption!r}: none of its words is in the run's vocabulary")
+    n = int(cfg.num_samples)
+    tokens = torch.tensor([[lookup[w] for w in known]] * n, device=task.device)
+    lengths = torch.full((n,), len(known), dtype=torch.long, device=task.device)
+    latents = task.sample_latents(n, torch.Generator().manual_seed(int(cfg.seed)))
+    assert latents is not None
+    images, maps = make(tokens, lengths, latents.to(task.device))
+    out = _output(cfg, ckpt, "caption")
+    files: list[Path] = []
+    for k, stage in enumerate(images):
+        for i, image in enumerate(to_uint8(stage)):
+            files.append(save_png(image, out / f"stage{k}_{i}.png"))
+    for k, attn in enumerate(maps, start=1):
+        stage = images[k]
+        heat = F.interpolate(attn, size=stage.shape[-2:], mode="nearest")  # (N, T, H, W)
+        heat = heat / heat.flatten(2).amax(2).clamp(min=1e-12)[..., None, None]
+        columns = [stage] + [(stage + 1) * heat[:, t : t + 1] - 1 for t in range(len(known))]
+        for i in range(n):
+            cells = [c[i : i + 1] for c in columns]
+            files.append(save_png(grid(cells), out / f"attention_stage{k}_{i}.png"))
+    return {
+        "action": "caption",
+        "words": known,
+        "dropped": [w for w in words if w not in lookup],
+        "files": [str(f) for f in files],
+    }
+
+
+ACTIONS = ("render", "cluster", "generate", "mix", "interpolate", "translate", "caption")
 
 
 def main_fn(cfg: DictConfig) -> dict[str, Any]:
@@ -338,6 +385,8 @@ def main_fn(cfg: DictConfig) -> dict[str, Any]:
         result = cluster(cfg, task, run_cfg, ckpt)
     elif cfg.action == "translate":
         result = translate(cfg, task, run_cfg, ckpt)
+    elif cfg.action == "caption":
+        result = caption_action(cfg, task, run_cfg, ckpt)
     else:
         _latent_model(task, str(cfg.action))
         _apply_cutoff(cfg, task)

@@ -77,6 +77,7 @@ def example_batch(cfg: DictConfig, fields: tuple[str, ...], n: int, device: str)
     """A Batch of zeros with the given fields at the data config's resolution."""
     w = int(cfg.data.resolution)
     h = int(round(w / float(cfg.data.aspect_ratio)))
+    length = int(cfg.data.dataset.get("caption_length", 18))  # captions: full-length token rows
     make: dict[str, Callable[[], torch.Tensor]] = {
         "image": lambda: torch.zeros(n, 3, h, w, device=device),
         "label_map": lambda: torch.zeros(n, h, w, dtype=torch.long, device=device),
@@ -84,6 +85,8 @@ def example_batch(cfg: DictConfig, fields: tuple[str, ...], n: int, device: str)
         "class_id": lambda: torch.zeros(n, dtype=torch.long, device=device),
         "attributes": lambda: torch.zeros(n, int(cfg.data.num_attributes), device=device),
         "domain_mask": lambda: torch.zeros(n, 2, device=device),  # StarGAN: two datasets
+        "caption_tokens": lambda: torch.ones(n, length, dtype=torch.long, device=device),
+        "caption_lengths": lambda: torch.full((n,), length, dtype=torch.long, device=device),
     }
     return Batch(**{f: make[f]() for f in fields})
 

@@ -15,3 +15,10 @@ def vgg19_loss(path: str | None, weights_dir: str) -> VGGLoss:
     loss = VGGLoss(features)
     loss.weights_provenance = resolved
     return loss
+
+
+def inception_v3_state(path: str | None, weights_dir: str) -> tuple[dict, weights.ResolvedWeights]:
+    """Inception-v3 ImageNet weights from weights.inception_v3 (DAMSM image encoder):
+    (state dict, the resolved file with its hash)."""
+    resolved = weights.resolve("inception_v3", path, Path(weights_dir))
+    return weights.load_state_dict(resolved), resolved

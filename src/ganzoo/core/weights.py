@@ -101,6 +101,18 @@ WEIGHT_FILES: dict[str, WeightFile] = {
             "6726825d; the full digest is the one several independent projects record for it."
         ),
     ),
+    "inception_v3": WeightFile(
+        key="inception_v3",
+        filename="inception_v3_google-0cc3c7bd.pth",
+        sha256="0cc3c7bd",
+        url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+        description=(
+            "torchvision Inception-v3 ImageNet weights (Inception_V3_Weights.IMAGENET1K_V1), the "
+            "backbone of AttnGAN's DAMSM image encoder (the official code loads torchvision's "
+            "inception_v3_google file). torchvision publishes the SHA-256 prefix 0cc3c7bd in "
+            "the name, checked as torch.hub does."
+        ),
+    ),
 }
 
 
