@@ -8,7 +8,6 @@ The module runs torch with one intra-op thread (2 shared cores; see test_pix2pix
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +53,7 @@ OPTIM = {
 EMA = {"decay": 0.999}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(m: torch.nn.Module) -> int:

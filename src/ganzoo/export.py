@@ -43,13 +43,13 @@ def random_inputs(task: GANTask, run_cfg: DictConfig, n: int, seed: int) -> tupl
     if hook is not None:
         return tuple(hook(n, g))
     batch = example_batch(run_cfg, task.required_fields(), n, "cpu")
-    label_nc = int(run_cfg.data.get("label_nc") or 1)
     if batch.label_map is not None:
+        label_nc = int(run_cfg.data.label_nc)
         batch.label_map = torch.randint(0, label_nc, batch.label_map.shape, generator=g)
     if batch.instance_map is not None:
         batch.instance_map = torch.randint(0, 4, batch.instance_map.shape, generator=g)
     if batch.class_id is not None:
-        classes = int(run_cfg.data.get("num_classes") or 1)
+        classes = int(run_cfg.data.num_classes)
         batch.class_id = torch.randint(0, classes, batch.class_id.shape, generator=g)
     if batch.attributes is not None:
         batch.attributes = torch.randint(0, 2, batch.attributes.shape, generator=g).float()

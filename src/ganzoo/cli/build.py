@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import platform
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ganzoo.callbacks.run_info import git_state, machine
 from ganzoo.core.errors import ConfigError, DataError, GanzooError
 from ganzoo.data.batch import Batch, check_fields
 from ganzoo.data.datamodule import GANDataModule
@@ -77,7 +76,10 @@ def example_batch(cfg: DictConfig, fields: tuple[str, ...], n: int, device: str)
     """A Batch of zeros with the given fields at the data config's resolution."""
     w = int(cfg.data.resolution)
     h = int(round(w / float(cfg.data.aspect_ratio)))
-    length = int(cfg.data.dataset.get("caption_length", 18))  # captions: full-length token rows
+
+    def length() -> int:  # captions: full-length token rows (the caption datasets set it)
+        return int(cfg.data.dataset.caption_length)
+
     make: dict[str, Callable[[], torch.Tensor]] = {
         "image": lambda: torch.zeros(n, 3, h, w, device=device),
         "label_map": lambda: torch.zeros(n, h, w, dtype=torch.long, device=device),
@@ -85,8 +87,8 @@ def example_batch(cfg: DictConfig, fields: tuple[str, ...], n: int, device: str)
         "class_id": lambda: torch.zeros(n, dtype=torch.long, device=device),
         "attributes": lambda: torch.zeros(n, int(cfg.data.num_attributes), device=device),
         "domain_mask": lambda: torch.zeros(n, 2, device=device),  # StarGAN: two datasets
-        "caption_tokens": lambda: torch.ones(n, length, dtype=torch.long, device=device),
-        "caption_lengths": lambda: torch.full((n,), length, dtype=torch.long, device=device),
+        "caption_tokens": lambda: torch.ones(n, length(), dtype=torch.long, device=device),
+        "caption_lengths": lambda: torch.full((n,), length(), dtype=torch.long, device=device),
     }
     return Batch(**{f: make[f]() for f in fields})
 
@@ -104,23 +106,11 @@ def _instantiate(node: Any) -> Any:
 
 
 def provenance() -> dict[str, str]:
-    """Where a run ran: git commit, host, versions."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    """Where a run ran: git commit, host, versions (a short form of run_info.json)."""
+    git, host = git_state(), machine()
     return {
-        "git_commit": commit or "unknown",
-        "host": platform.node(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": pl.__version__,
+        "git_commit": str(git["git_commit"]),
+        **{k: str(host[k]) for k in ("host", "python", "torch", "lightning")},
     }
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganzoo.core.config import dataclass_from_dict
 from ganzoo.core.errors import ConfigError
 from ganzoo.core.weights import sha256_of
 from ganzoo.metrics.cache import ManifestCache, fingerprint
@@ -85,14 +86,7 @@ class AttributeRecipe:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AttributeRecipe:
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown key attribute_classifier.{unknown[0]}; valid keys: "
-                f"{', '.join(sorted(valid))}"
-            )
-        return cls(**dict(values))
+        return dataclass_from_dict(cls, values, "attribute_classifier")
 
 
 def train_attribute_net(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganzoo.core.config import dataclass_from_dict
 from ganzoo.core.errors import ConfigError
 from ganzoo.core.weights import sha256_of
 from ganzoo.metrics.agreement import confusion_matrix, scores_from_confusion
@@ -96,14 +97,7 @@ class SceneRecipe:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> SceneRecipe:
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown key metrics.scene_evaluator.{unknown[0]}; valid keys: "
-                f"{', '.join(sorted(valid))}"
-            )
-        return cls(**dict(values))
+        return dataclass_from_dict(cls, values, "metrics.scene_evaluator")
 
 
 def _stack(samples: Sequence[Mapping[str, Tensor]], key: str) -> Tensor:

@@ -21,7 +21,7 @@ import copy
 import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -29,6 +29,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from ganzoo.core.config import dataclass_from_dict
 from ganzoo.core.errors import ConfigError
 from ganzoo.data.batch import Batch
 from ganzoo.nn.ema import ema_beta, make_ema_copy, update_ema
@@ -51,7 +52,7 @@ class OptimSpec:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> OptimSpec:
-        return _dataclass_from_dict(cls, values, "optim")
+        return dataclass_from_dict(cls, values, "optim")
 
 
 @dataclass(frozen=True)
@@ -65,18 +66,7 @@ class EmaSpec:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EmaSpec:
-        return _dataclass_from_dict(cls, values, "ema")
-
-
-def _dataclass_from_dict(cls: Any, values: dict[str, Any], prefix: str) -> Any:
-    valid = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - valid)
-    if unknown:
-        raise ConfigError(
-            f"unknown key {prefix}.{unknown[0]}; valid keys: {', '.join(sorted(valid))}"
-        )
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**values)
+        return dataclass_from_dict(cls, values, "ema")
 
 
 @dataclass(frozen=True)
