@@ -16,7 +16,7 @@ import torch
 
 from ganzoo.cli.build import build_datamodule, build_task, load_run, train
 from ganzoo.core.errors import ConfigError
-from ganzoo.data.batch import Batch
+from ganzoo.data.batch import Batch, collate
 from ganzoo.info import describe
 from ganzoo.losses.damsm import ca_kl, sentence_loss, word_attention, word_loss
 from ganzoo.metrics.r_precision import RPrecision, r_precision
@@ -266,6 +266,11 @@ def test_damsm_learns_and_feeds_a_frozen_text_encoder_in_attngan(tmp_path: Path)
             f"model.damsm_ckpt={ckpt}",
             "model.damsm.text_encoder.embedding_dim=32",
             "model.damsm.text_encoder.word_dim=32",
+            "metrics=rprecision",  # evaluated at the end of training
+            "metrics.num_samples=16",
+            "metrics.batch_size=16",
+            "metrics.compute.rprecision.candidates=10",
+            "metrics.compute.rprecision.splits=2",
             *QUIET,
         ],
     )
@@ -277,6 +282,16 @@ def test_damsm_learns_and_feeds_a_frozen_text_encoder_in_attngan(tmp_path: Path)
         assert torch.equal(value, saved[f"generator.{name}"]), name  # frozen: unchanged
     rp, std = gan.r_precision(batches[:2], candidates=10, splits=2)  # 64 captions of val
     assert 0.0 <= rp <= 1.0 and std >= 0.0
+    # metrics=rprecision: the EMA G's images of val items 0..15 (latents seeded per index, as
+    # the callback draws them), each ranked against its own and 9 other captions
+    logged = json.loads((gan_dir / "metrics.jsonl").read_text().splitlines()[-1])["metrics"]
+    val = collate([build_datamodule(gan_cfg).build("val")[i] for i in range(16)])  # type: ignore[index]
+    latents = torch.cat(
+        [gan.sample_latents(1, torch.Generator().manual_seed(i)) for i in range(16)]
+    )
+    codes = gan.evaluation_view("text_image_codes", val, gan.sample_ema(val, latents))
+    by_hand = r_precision(*codes, 10, 2, torch.Generator().manual_seed(0))
+    assert (logged["rprecision_mean"], logged["rprecision_std"]) == pytest.approx(by_hand)
     before = build_task(gan_cfg)  # fresh random G: training changed it
     assert not torch.equal(
         gan.generator.ca_net.fc.weight,

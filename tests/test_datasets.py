@@ -488,14 +488,15 @@ def test_cub_captions_vocabulary_and_bbox_crop(tmp_path: Path) -> None:
         cub(root, cache_dir=tmp_path / "cache")
 
 
-def test_coco_captions(tmp_path: Path) -> None:
-    root = tmp_path / "coco"
-    for split, ids in (("train2017", (9, 3)), ("val2017", (5,))):
-        rgb(root / split / f"{ids[0]:012d}.jpg", 16, 12)
+def make_coco(root: Path, year: int) -> Path:
+    """A tiny COCO caption release of `year`: train ids 9, 3 and val id 5, 5 captions each."""
+    for split, ids in ((f"train{year}", (9, 3)), (f"val{year}", (5,))):
+        name = "COCO_" + split + "_{:012d}.jpg" if year == 2014 else "{:012d}.jpg"
+        rgb(root / split / name.format(ids[0]), 16, 12)
         for i in ids[1:]:
-            rgb(root / split / f"{i:012d}.jpg", 12, 16)
+            rgb(root / split / name.format(i), 12, 16)
         notes = {
-            "images": [{"id": i, "file_name": f"{i:012d}.jpg"} for i in ids],
+            "images": [{"id": i, "file_name": name.format(i)} for i in ids],
             "annotations": [
                 {"id": 100 * i + c, "image_id": i, "caption": f"A cat number {i} sits {c}."}
                 for i in ids
@@ -504,13 +505,61 @@ def test_coco_captions(tmp_path: Path) -> None:
         }
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         (root / "annotations" / f"captions_{split}.json").write_text(json.dumps(notes))
-    ds = CocoCaptions(root, "train2017", 8, 8, 12, 5, "train", 1.1875, "bilinear", True, **COMMON)  # type: ignore[arg-type]
-    assert [p.name for p in ds.files] == ["000000000003.jpg", "000000000009.jpg"]  # by id
+    return root
+
+
+def coco(root: Path, split: str, year: int, **kw) -> CocoCaptions:
+    args = {**COMMON, **kw}
+    return CocoCaptions(root, split, year, 8, 8, 12, 5, "train", 1.1875, "bilinear", True, **args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("year", [2014, 2017])
+def test_coco_captions(tmp_path: Path, year: int) -> None:
+    root = make_coco(tmp_path / "coco", year)
+    ds = coco(root, f"train{year}", year, cache_dir=tmp_path / "cache")
+    prefix = f"COCO_train{year}_" if year == 2014 else ""
+    assert [p.name for p in ds.files] == [f"{prefix}{i:012d}.jpg" for i in (3, 9)]  # by id
+    assert ds.augment and ds.train_split == f"train{year}"
     sample = ds[0]
     check_fields(sample, CocoCaptions.provides, 8, 8)
     words = [ds.table.words[t] for t in sample["caption_tokens"][: sample["caption_lengths"]]]
     assert words[:4] == ["a", "cat", "number", "3"]
-    assert "5" not in ds.table.words  # vocabulary from train2017 only
+    assert "5" not in ds.table.words  # vocabulary from the train split only
+    assert (tmp_path / f"cache/captions{year}.json").is_file()  # one caption table per year
+    val = coco(root, f"val{year}", year, cache_dir=tmp_path / "cache")  # table from the cache
+    assert not val.augment and val.table.words == ds.table.words and len(val) == 1
+    other = 2017 if year == 2014 else 2014
+    with pytest.raises(ConfigError, match=f"valid choices: train{year}, val{year}"):
+        coco(root, f"train{other}", year)
+    with pytest.raises(DataError, match=rf"\{{train{other},val{other}\}}"):
+        coco(root, f"train{other}", other)  # the other year's folders are named
+
+
+def test_coco_captions_rejects_an_unknown_year(tmp_path: Path) -> None:
+    root = make_coco(tmp_path / "coco", 2014)
+    with pytest.raises(ConfigError, match="year=2015; valid choices: 2014, 2017"):
+        coco(root, "train2015", 2015)
+
+
+@pytest.mark.parametrize("year", [None, 2017])
+def test_coco_captions_config_derives_the_splits_from_the_year(
+    make_cfg, tmp_path: Path, year: int | None
+) -> None:
+    expected = year or 2014  # the default: AttnGAN's release
+    root = make_coco(tmp_path / "coco", expected)
+    override = [] if year is None else [f"data.dataset.year={year}"]
+    cfg = make_cfg(
+        "data=coco_captions",
+        f"data.root={root}",
+        "data.resolution=8",
+        "data.num_workers=0",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        *override,
+    )
+    assert (cfg.data.train_split, cfg.data.sample_split) == (f"train{expected}", f"val{expected}")
+    dm = build_datamodule(cfg)
+    assert dm.build(dm.train_split).year == expected  # type: ignore[attr-defined]
+    assert dm.fixed_batch(1).caption_tokens.shape == (1, 12)
 
 
 # ------------------------------------------------------------------------------ configs

@@ -186,7 +186,8 @@ def test_metric_choices_and_misuse_are_one_line_errors(tmp_path: Path) -> None:
         proc.stderr.strip()
         .splitlines()[-1]
         .startswith(
-            "error: unknown metrics=fidd; valid choices: domain, fid, is, kid, miou, none, pr"
+            "error: unknown metrics=fidd; valid choices: attributes, domain, fid, is, kid, "
+            "miou, none, pr, rprecision, target_fid"
         )
     )
     folder = _write_pngs(tmp_path / "images", _scenes(2)["image"])
@@ -196,6 +197,11 @@ def test_metric_choices_and_misuse_are_one_line_errors(tmp_path: Path) -> None:
     from ganzoo.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="image folders have no label maps"):
+        evaluate(cfg)
+    cfg = compose_train(
+        tmp_path / "eval1", [f"real={folder}", f"fake={folder}", "metrics=rprecision"], "evaluate"
+    )
+    with pytest.raises(ConfigError, match="metrics=rprecision needs a checkpoint"):
         evaluate(cfg)
 
 

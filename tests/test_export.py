@@ -14,7 +14,7 @@ from ganzoo.cli.preflight import CONFIG_DIR
 from ganzoo.export import _run_exported, export, main_fn
 from tests.conftest import run_cli
 
-MODELS = ["spade", "pix2pixhd", "biggan", "stargan", "stylegan2"]
+MODELS = ["spade", "pix2pixhd", "biggan", "stargan", "stylegan2", "attngan"]
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +63,38 @@ def test_torchscript_export_matches_the_eager_generator(checkpoints, model: str)
     assert bool(torch.isfinite(image).all())  # [-1, 1] scale; StyleGAN2 has no output clamp
 
 
-@pytest.mark.parametrize("model", ["spade", "stylegan2"])
+@pytest.mark.parametrize("model", ["spade", "stylegan2", "attngan"])
 def test_onnx_export_matches_with_another_batch_size(checkpoints, model: str) -> None:
     ckpt = checkpoints[model]
     info = main_fn(_cfg(ckpt, "onnx"))
     assert info["batch_axis"] == "dynamic" and Path(info["file"]).is_file()
     assert info["parity_max_abs_diff"] <= 1e-4  # checked on a batch of 3
+
+
+def test_attngan_exports_on_text_features_with_the_padding_mask(checkpoints) -> None:
+    """AttnGAN's file takes (z, sentence, words, mask, ca_noise) of the frozen DAMSM text encoder
+    (debug_model/smoke_attngan: z 4, nef 16, c 4; synthetic captions of 18 tokens)."""
+    ckpt = checkpoints["attngan"]
+    out = ckpt.parent / "attngan_mask.pt"
+    info = main_fn(_cfg(ckpt, "torchscript", output=str(out), batch_size=3))
+    shapes = [(s["shape"], s["dtype"]) for s in info["inputs"]]
+    assert shapes == [
+        ([3, 4], "torch.float32"),
+        ([3, 16], "torch.float32"),
+        ([3, 16, 18], "torch.float32"),
+        ([3, 18], "torch.bool"),
+        ([3, 4], "torch.float32"),
+    ]
+    g = torch.Generator().manual_seed(0)
+    z, noise = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    sentence, words = torch.randn(3, 16, generator=g), torch.randn(3, 16, 18, generator=g)
+    mask = torch.zeros(3, 18, dtype=torch.bool)
+    loaded = torch.jit.load(str(out))
+    full = loaded(z, sentence, words, mask, noise)
+    mask[1:, 5:] = True  # items 1 and 2: captions of 5 words
+    padded = loaded(z, sentence, words, mask, noise)
+    assert full.shape == (3, 3, 128, 128) and full.abs().max() <= 1.0
+    assert torch.equal(full[0], padded[0]) and not torch.allclose(full[1:], padded[1:])
 
 
 class Noisy(nn.Module):

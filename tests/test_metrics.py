@@ -258,7 +258,10 @@ class _ToyFeatures(nn.Module):
 
 
 class _ToyTask:
-    """A GANTask's sampling hooks: latents from the given generator, noise from the global RNG."""
+    """A GANTask's sampling hooks: latents from the given generator, noise from the global RNG;
+    and the evaluation views of attribute translation and text-to-image tasks."""
+
+    evaluation_views = ("translations", "text_image_codes")
 
     def sample_latents(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         return torch.randn(n, 4, generator=generator)
@@ -267,16 +270,45 @@ class _ToyTask:
         noise = torch.randn(batch.image.shape)  # seeded per batch by score_generated
         return (batch.image + latents.mean(1)[:, None, None, None] + 0.8 * noise).clamp(-1, 1)
 
+    def evaluation_view(self, view: str, batch, images: torch.Tensor):  # type: ignore[no-untyped-def]
+        if view == "text_image_codes":  # the "captions": the real images' first pixels
+            return images.flatten(1)[:, :6], batch.image.flatten(1)[:, :6]
+        flip_a, set_b = batch.attributes.clone(), batch.attributes.clone()
+        flip_a[:, 0] = 1 - flip_a[:, 0]
+        set_b[:, 1] = 1.0
+        return [("a", flip_a, images.flip(3)), ("b", set_b, (images + 0.3).clamp(-1, 1))]
+
 
 def _toy_evaluation(n_fake: int = 20, batch_size: int = 4):  # type: ignore[no-untyped-def]
-    """An Evaluation of fid, kid, is, pr with the toy extractor on a 10-image toy split."""
+    """An Evaluation of fid, kid, is, pr, and the task-view metrics attributes, target_fid and
+    rprecision, with the toy extractor on a 10-image toy split."""
     from ganzoo.callbacks.metrics import Evaluation
+    from ganzoo.metrics.attribute_classifier import AttributeClassifier, AttributeNet
 
     g = torch.Generator().manual_seed(6)
-    dataset = [{"image": torch.rand(3, 8, 8, generator=g) * 2 - 1} for _ in range(10)]
+    dataset = [
+        {
+            "image": torch.rand(3, 8, 8, generator=g) * 2 - 1,
+            "attributes": (torch.rand(2, generator=g) > 0.5).float(),
+        }
+        for _ in range(10)
+    ]
     compute = {"fid": {}, "kid": {"subsets": 10, "subset_size": 8}, "is": {"splits": 4}}
-    suite = MetricSuite({**compute, "pr": {"k": 3}}, _ToyFeatures(), None, None)
-    suite.set_reference(suite.real_features(torch.stack([d["image"] for d in dataset])))
+    compute |= {"attributes": {}, "target_fid": {}, "rprecision": {"candidates": 5, "splits": 2}}
+    torch.manual_seed(7)
+    classifier = AttributeClassifier(AttributeNet(2, (4, 4, 4, 4)), ["a", "b"], {})
+    suite = MetricSuite(
+        {**compute, "pr": {"k": 3}},
+        _ToyFeatures(),
+        None,
+        None,
+        classifier=classifier,
+        attribute_names=["a", "b"],
+    )
+    suite.set_reference(
+        suite.real_features(torch.stack([d["image"] for d in dataset])),
+        torch.stack([d["attributes"] for d in dataset]),
+    )
     info = {"num_fake": n_fake, "batch_size": batch_size, "seed": 3}
     return Evaluation(suite, dataset, info)  # type: ignore[arg-type]
 
@@ -316,8 +348,13 @@ def test_two_process_gloo_run_computes_the_single_process_numbers(tmp_path: Path
         single = _toy_evaluation().run(_ToyTask(), 0, 1, torch.device("cpu"))
     finally:
         torch.set_num_threads(threads)
-    assert set(single) == {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall"}
+    image_metrics = {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall"}
+    task_metrics = {"attr_acc/a", "attr_acc/b", "attr_acc/mean", "attr_kept", "target_fid_mean"}
+    task_metrics |= {"target_fid/a", "target_fid/not_a", "target_fid/b"}  # every image sets b
+    task_metrics |= {"rprecision_mean", "rprecision_std"}
+    assert set(single) == image_metrics | task_metrics
     assert single["fid"] > 0.01 and 0 < single["precision"] < 1  # not a degenerate case
+    assert 0 < single["rprecision_mean"] < 1 and single["rprecision_std"] > 0
     assert got["evaluation"] == pytest.approx(single, rel=1e-9, abs=1e-12)
 
 

@@ -106,7 +106,9 @@ def test_full_precision_turns_autocast_off() -> None:
             assert task.generator(x).dtype == torch.float32
 
 
-PRECISION_MODELS = ["spade", "pix2pixhd", "biggan", "stargan", "stylegan2"]
+PRECISION_MODELS = ["spade", "pix2pixhd", "biggan", "stargan", "stylegan2", "attngan"]
+# (attngan: debug=smoke sets model.allow_untrained_damsm=true and the tiny sizes of
+# conf/debug_model/smoke_attngan.yaml)
 
 
 def test_every_model_trains_finite_in_bf16_mixed(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def evaluate_checkpoint(cfg: DictConfig, settings: MetricSettings, device: torch
     evaluation = prepare_evaluation(
         settings,
         build_datamodule(train_cfg),
-        task.required_fields(),
+        task,
         {str(k): v for k, v in weights.items()},
         str(cfg.paths.weights_dir),
         str(cfg.paths.cache_dir),
@@ -81,7 +81,7 @@ def _suite(
     settings: MetricSettings,
     dataset: Any,
     data_name: str,
-    fields: tuple[str, ...] | None,
+    task: Any | None,
 ) -> MetricSuite:
     weights = OmegaConf.to_container(cfg.weights, resolve=True)
     assert isinstance(weights, dict)
@@ -89,7 +89,7 @@ def _suite(
         settings,
         dataset,
         data_name,
-        fields,
+        task,
         {str(k): v for k, v in weights.items()},
         str(cfg.paths.weights_dir),
         str(cfg.paths.cache_dir),

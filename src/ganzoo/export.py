@@ -2,7 +2,9 @@
 
 The exported graph is the generator of the checkpoint's run (its EMA copy, in eval mode) with
 the generator's own positional inputs: e.g. SPADE's one-hot semantic map (+ z with use_vae),
-pix2pixHD's label / edge / feature map, BigGAN's (z, class id), StyleGAN2's (z, c). A JSON file
+pix2pixHD's label / edge / feature map, BigGAN's (z, class id), StyleGAN2's (z, c), AttnGAN's
+(z, sentence, words, padding mask, CA noise) with the text features of the run's frozen DAMSM
+text encoder computed outside the file (its last-stage image only). A JSON file
 beside it names each input with its shape and dtype, the output, the checkpoint and its
 hash, and the largest difference to the eager generator found by the parity check.
 
@@ -37,7 +39,8 @@ FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 
 
 def random_inputs(task: GANTask, run_cfg: DictConfig, n: int, seed: int) -> tuple[Tensor, ...]:
-    """G's positional inputs for n random items: label ids, attributes, classes and latents."""
+    """G's positional inputs for n random items: label ids, attributes, classes, captions and
+    latents."""
     hook = getattr(task, "export_inputs", None)
     g = torch.Generator().manual_seed(seed)
     if hook is not None:
@@ -53,6 +56,13 @@ def random_inputs(task: GANTask, run_cfg: DictConfig, n: int, seed: int) -> tupl
         batch.class_id = torch.randint(0, classes, batch.class_id.shape, generator=g)
     if batch.attributes is not None:
         batch.attributes = torch.randint(0, 2, batch.attributes.shape, generator=g).float()
+    if batch.caption_tokens is not None:  # random captions, 0-padded; the first fills T
+        n_words, t = int(run_cfg.data.vocab_size), batch.caption_tokens.shape[1]
+        lengths = torch.randint(1, t + 1, (n,), generator=g)
+        lengths[0] = t  # the text encoder's word axis is the longest caption: always T
+        tokens = torch.randint(1, n_words, (n, t), generator=g)
+        batch.caption_tokens = tokens * (torch.arange(t) < lengths[:, None])
+        batch.caption_lengths = lengths
     batch.image = torch.rand(batch.image.shape, generator=g) * 2 - 1
     with torch.no_grad():
         return tuple(task.generator_inputs(batch, task.sample_latents(n, g)))

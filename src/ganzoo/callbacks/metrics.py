@@ -9,6 +9,12 @@ logs ``metrics/<name>`` to every logger (and, once, the provenance as the hyper-
 ``<run_dir>/metrics.jsonl`` on rank 0, with the provenance of the numbers (weight-file hashes,
 resize policy, sample counts, split).
 
+Metrics with a task view (metrics=attributes, target_fid: StarGAN's "translations";
+metrics=rprecision: AttnGAN's "text_image_codes") get, for each generated batch, what the task's
+`evaluation_view` makes of it; `check_views` stops a run at start-up whose model gives no such
+view. The attribute classifier of metrics=attributes is trained on the training split and cached
+(`train_split_classifier`, ganzoo.metrics.attribute_classifier).
+
 With W processes, each generates a contiguous share of whole batches (`shard`), and the
 features are gathered in rank order, i.e. in the order one process would have produced them,
 so the numbers are those of a single process. Real features are computed once (rank 0)
@@ -33,10 +39,10 @@ from torch import Tensor
 from ganzoo.core.errors import ConfigError
 from ganzoo.data.batch import Batch, collate
 from ganzoo.data.synthetic import SyntheticScenes
-from ganzoo.metrics import scene_evaluator, segmenters
+from ganzoo.metrics import attribute_classifier, scene_evaluator, segmenters
 from ganzoo.metrics.cache import ManifestCache, fingerprint
 from ganzoo.metrics.inception import InceptionFeatures
-from ganzoo.metrics.suite import MetricSettings, MetricSuite
+from ganzoo.metrics.suite import METRICS, MetricSettings, MetricSuite
 
 Dataset = Sequence[dict[str, Tensor]]  # index -> sample dict (a ganzoo dataset adapter)
 
@@ -45,14 +51,17 @@ def build_suite(
     settings: MetricSettings,
     dataset: Dataset,  # the reference split (its adapter decides the segmenter / evaluator)
     data_name: str,  # data.name, for messages and the segmenter registry
-    task_fields: tuple[str, ...] | None,  # fields the generator reads (None: image folders)
+    task: Any | None,  # the GANTask whose EMA generator is scored (None: image folders)
     weights: Mapping[str, Any],  # the config's weights.* paths
     weights_dir: str | Path,
     cache_dir: str | Path,
+    dm: Any | None = None,  # the run's GANDataModule (metrics=attributes trains on its train split)
 ) -> MetricSuite:
     """The selected metrics with their networks; checks each metric fits the model and data."""
     names = set(settings.compute)
     synthetic = isinstance(dataset, SyntheticScenes)
+    task_fields = None if task is None else tuple(task.required_fields())
+    check_views(names, task)
     if "miou" in names and task_fields is not None and "label_map" not in task_fields:
         raise ConfigError(
             f"metrics=miou scores label-to-image models; this model reads {', '.join(task_fields)}"
@@ -76,6 +85,13 @@ def build_suite(
         segmenter = (
             scene if scene is not None else segmenters.build(data_name, weights, weights_dir)
         )
+    classifier = None
+    if "attributes" in names:
+        if dm is None or task is None:
+            raise ConfigError("metrics=attributes needs the run's data to train its classifier")
+        classifier = train_split_classifier(
+            dm, task.attribute_names, settings.attribute_classifier, cache_dir
+        )
     fields = task_fields or ()
     return MetricSuite(
         settings.compute,
@@ -83,6 +99,51 @@ def build_suite(
         scene,
         segmenter,
         class_conditional="label_map" in fields or "class_id" in fields,
+        classifier=classifier,
+        attribute_names=getattr(task, "attribute_names", None),
+    )
+
+
+def check_views(names: set[str], task: Any | None) -> None:
+    """Metrics that read a task's evaluation view need a task that gives it (one-line errors)."""
+    for name in sorted(names):
+        view = METRICS[name].view
+        if view is None:
+            continue
+        if task is None:
+            raise ConfigError(
+                f"metrics={name} needs a checkpoint (ckpt=...): it scores what the model makes "
+                "of real inputs, not a folder of images"
+            )
+        given = tuple(task.evaluation_views)
+        if view not in given:
+            users = [n for n, info in METRICS.items() if info.view in given]
+            raise ConfigError(
+                f"metrics={name} reads the {view!r} view that {type(task).__name__} does not "
+                f"give; its own metrics: {', '.join(users) or 'none'} (and the image metrics "
+                "fid, kid, is, pr)"
+            )
+
+
+def train_split_classifier(
+    dm: Any,  # GANDataModule
+    attribute_names: list[str],  # the task's names of the data's attribute columns
+    recipe_values: Mapping[str, Any],  # metrics.attribute_classifier
+    cache_dir: str | Path,
+) -> attribute_classifier.AttributeClassifier:
+    """The attribute classifier of metrics=attributes, trained on the training split (cached)."""
+    description = {
+        "name": dm.name,
+        "split": dm.train_split,
+        "height": dm.height,
+        "width": dm.width,
+    }
+    return attribute_classifier.load_or_train(
+        dm.build(dm.train_split),
+        description,
+        attribute_names,
+        attribute_classifier.AttributeRecipe.from_dict(recipe_values),
+        cache_dir,
     )
 
 
@@ -216,8 +277,10 @@ def score_generated(
     batch_size: int,
     seed: int,
     device: torch.device,
+    view: Callable[[str, Batch, Tensor], Any] | None = None,  # the task's evaluation_view
 ) -> None:
-    """Generate images for the inputs at `indices` and feed them to the suite.
+    """Generate images for the inputs at `indices` and feed them to the suite (and, for the
+    metrics that read a task view, what `view` makes of each batch and its images).
 
     Latents of image i come from a generator seeded with (seed, i) and any other noise of the
     generator from (seed, first index of the batch); with `shard`'s whole-batch shares, image i
@@ -233,6 +296,9 @@ def score_generated(
         torch.manual_seed(seed * 1_000_003 + idx.start)
         images = sample(batch, latents)
         suite.update_fake(images, batch.label_map, batch.class_id)
+        if suite.views():
+            assert view is not None
+            suite.update_views({v: view(v, batch, images) for v in suite.views()})
 
 
 def counts(settings: MetricSettings, split_length: int) -> tuple[int, int]:
@@ -273,6 +339,7 @@ class Evaluation:
                 batch_size,
                 self.info["seed"],
                 device,
+                task.evaluation_view,
             )
             return self.suite.compute()
 
@@ -280,26 +347,29 @@ class Evaluation:
 def prepare_evaluation(
     settings: MetricSettings,
     dm: Any,  # the run's GANDataModule
-    task_fields: tuple[str, ...],  # the fields the task's generator reads
+    task: Any,  # the GANTask whose EMA generator is scored
     weights: Mapping[str, Any],  # weights.* paths
     weights_dir: str | Path,
     cache_dir: str | Path,
     device: torch.device,
 ) -> Evaluation:
     """The suite on `device` with the real reference of the split (from the cache or computed
-    and cached), for the EMA generator of a task reading `task_fields`."""
+    and cached), for the EMA generator of `task`."""
     split = str(settings.split or dm.sample_split)
     dataset = dm.build(split)
-    suite = build_suite(
-        settings, dataset, dm.name, task_fields, weights, weights_dir, cache_dir
-    ).to(device)
+    suite = build_suite(settings, dataset, dm.name, task, weights, weights_dir, cache_dir, dm).to(
+        device
+    )
     num_fake, num_real = counts(settings, len(dataset))
     description = {"name": dm.name, "split": split, "height": dm.height, "width": dm.width}
     with torch.random.fork_rng(devices=_rng_devices(device)):
         reference = reference_features(
             suite, dataset, description, num_real, settings.batch_size, device, cache_dir
         )
-    suite.set_reference(reference)
+    attributes = None
+    if "target_fid" in settings.compute:  # which domain each real reference image is in
+        attributes = torch.stack([dataset[i]["attributes"] for i in range(num_real)])
+    suite.set_reference(reference, attributes)
     info = {
         **description,
         "num_fake": num_fake,
@@ -353,7 +423,7 @@ class MetricEvaluation(pl.Callback):
         self.evaluation = prepare_evaluation(
             self.settings,
             trainer.datamodule,  # type: ignore[attr-defined]
-            tuple(pl_module.required_fields()),
+            pl_module,
             self.weights,
             self.weights_dir,
             self.cache_dir,

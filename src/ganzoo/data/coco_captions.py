@@ -1,20 +1,24 @@
-"""COCO 2017 images with their captions, for AttnGAN: `data=coco_captions`.
+"""COCO images with their captions, for AttnGAN: `data=coco_captions`.
 
-Layout (the official COCO 2017 downloads, unzipped side by side):
+Layout (the official COCO downloads of one year, 2014 or 2017, unzipped side by side):
 
-    <root>/{train2017,val2017}/000000000139.jpg ...
-    <root>/annotations/captions_{train2017,val2017}.json
+    <root>/{train2014,val2014}/COCO_train2014_000000000009.jpg ...
+    <root>/annotations/captions_{train2014,val2014}.json
+
+(2017: train2017/, val2017/, captions_{train2017,val2017}.json). `year` picks the pair:
+2014 is AttnGAN's split (82,783 train / 40,504 val images, vocabulary 27,297 words, the
+COCO step counts of conf/experiment/attngan_*coco.yaml); 2017 (118,287 / 5,000) is the
+split of newer work, with a different vocabulary size.
 
 Samples are the images listed in the caption file (sorted by image id), each with its
 first `captions_per_image` captions in annotation-id order (AttnGAN COCO:
 CAPTIONS_PER_IMAGE 5; every COCO image has at least 5). Captions are tokenised and
-padded as for CUB (ganzoo.data.text; AttnGAN COCO WORDS_NUM 12). AttnGAN trained on
-its own 2014 split (82,783 / 40,504 images, vocabulary 27,297 words); with the 2017
-split the vocabulary size differs.
+padded as for CUB (ganzoo.data.text; AttnGAN COCO WORDS_NUM 12); the tokenised table is
+cached as captions<year>.json beside the pixel caches.
 
 Images (AttnGAN main.py:122-126, no bounding boxes for COCO): training images have the
-short side resized to 76/64 of the output, bilinear, then a random crop and flip;
-val2017 is resized to the output's short side and centre-cropped.
+short side resized to 76/64 of the output, bilinear, then a random crop and flip; the
+val split is resized to the output's short side and centre-cropped.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 from torch import Tensor
 
-from ganzoo.core.errors import DataError
+from ganzoo.core.errors import ConfigError, DataError
 from ganzoo.data.cub import cover_size
 from ganzoo.data.files import (
     Arrays,
@@ -50,9 +54,13 @@ from ganzoo.data.text import (
     tokenize,
 )
 
-LAYOUT = (
-    "<root>/{train2017,val2017}/*.jpg with <root>/annotations/captions_{train2017,val2017}.json"
-)
+YEARS = (2014, 2017)  # the COCO releases with caption files for train and val
+
+
+def coco_layout(year: int) -> str:
+    """The expected folders of one year's release, one line."""
+    splits = f"{{train{year},val{year}}}"
+    return f"<root>/{splits}/*.jpg with <root>/annotations/captions_{splits}.json"
 
 
 class CocoCaptions(FileDataset):
@@ -63,15 +71,16 @@ class CocoCaptions(FileDataset):
     """
 
     name: ClassVar[str] = "coco_captions"
-    layout: ClassVar[str] = LAYOUT
+    layout: ClassVar[str] = coco_layout(2014)  # set per instance from `year`
     provides: ClassVar[tuple[str, ...]] = ("image", "caption_tokens", "caption_lengths")
-    splits: ClassVar[tuple[str, ...]] = ("train2017", "val2017")
-    train_split: ClassVar[str] = "train2017"
+    splits: ClassVar[tuple[str, ...]] = ("train2014", "val2014")  # set per instance
+    train_split: ClassVar[str] = "train2014"  # set per instance
 
     def __init__(
         self,
-        root: str | Path,  # the folder holding train2017/, val2017/ and annotations/
-        split: str,  # "train2017" or "val2017"
+        root: str | Path,  # the folder holding train<year>/, val<year>/ and annotations/
+        split: str,  # "train<year>" or "val<year>"
+        year: int,  # COCO release: 2014 (AttnGAN) or 2017
         height: int,  # output height (AttnGAN: 256)
         width: int,  # output width (AttnGAN: 256)
         caption_length: int,  # tokens per caption (AttnGAN COCO WORDS_NUM: 12)
@@ -81,9 +90,17 @@ class CocoCaptions(FileDataset):
         resize_filter: ResizeFilter,  # image filter (AttnGAN: bilinear)
         random_flip: bool,  # flips on the training split (AttnGAN: on)
         on_corrupt: OnCorrupt,  # "fail" or "skip"
-        cache_dir: str | Path | None,  # prepared caches and captions.json; None: no cache
+        cache_dir: str | Path | None,  # prepared caches and captions<year>.json; None: no cache
         seed: int,  # keys the augmentation and caption draws
     ) -> None:
+        if year not in YEARS:
+            valid = ", ".join(map(str, YEARS))
+            raise ConfigError(f"unknown data.dataset.year={year}; valid choices: {valid}")
+        self.year = year
+        # FileDataset declares these per class; here the year picks them
+        self.layout = coco_layout(year)  # type: ignore[misc]
+        self.splits = (f"train{year}", f"val{year}")  # type: ignore[misc]
+        self.train_split = f"train{year}"  # type: ignore[misc]
         self.caption_length = caption_length
         self.captions_per_image = captions_per_image
         self.vocabulary = check_vocabulary_from(vocabulary)
@@ -92,14 +109,22 @@ class CocoCaptions(FileDataset):
             root, split, height, width, resize_filter, random_flip, on_corrupt, cache_dir, seed
         )
 
+    @property
+    def captions_file(self) -> str:
+        """The caption table's cache file: one per year, beside the pixel caches."""
+        return f"captions{self.year}.json"
+
     def scan(self) -> None:
         notes = {
-            s: require_file(self.root / "annotations" / f"captions_{s}.json", self.name, LAYOUT)
+            s: require_file(
+                self.root / "annotations" / f"captions_{s}.json", self.name, self.layout
+            )
             for s in self.splits
         }
-        folder = require_dir(self.root / self.split, self.name, LAYOUT)
+        folder = require_dir(self.root / self.split, self.name, self.layout)
         self.text_key = {
             "adapter": self.name,
+            "year": self.year,
             "vocabulary": self.vocabulary,
             "captions_per_image": self.captions_per_image,
             "sources_sha256": {s: file_digest(p) for s, p in notes.items()},
@@ -112,7 +137,7 @@ class CocoCaptions(FileDataset):
                 names[s], tokens[s] = self._read(path)
             return CaptionTable.from_tokens(tokens, self.vocabulary, self.train_split)
 
-        cache = None if self.cache_dir is None else self.cache_dir / "captions.json"
+        cache = None if self.cache_dir is None else self.cache_dir / self.captions_file
         self.table = load_or_build(cache, self.text_key, build, self.name)
         if self.split not in names:  # the table came from the cache
             names[self.split] = self._read(notes[self.split], tokens=False)[0]
@@ -123,7 +148,7 @@ class CocoCaptions(FileDataset):
         if missing is not None:
             raise DataError(
                 f"data={self.name}: image {missing.name} of {notes[self.split].name} not in "
-                f"{folder}; expected layout {LAYOUT}"
+                f"{folder}; expected layout {self.layout}"
             )
 
     def _read(self, path: Path, tokens: bool = True) -> tuple[list[str], list[Any]]:
@@ -170,4 +195,4 @@ class CocoCaptions(FileDataset):
         return {"load_size": list(self.load_size())}
 
     def write_extra_caches(self, cache_dir: Path) -> None:
-        save_table(cache_dir / "captions.json", self.text_key, self.table)
+        save_table(cache_dir / self.captions_file, self.text_key, self.table)

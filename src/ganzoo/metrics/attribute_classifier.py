@@ -13,10 +13,11 @@ at 32x32 on one CPU thread; held-out accuracy (``provenance()["holdout"]``) is 1
 0.98-1.0 for water, mountains and a red object, 0.86-0.89 for a large object and 0.63-0.67 for a
 circle (small at these sizes) at 32x32-64x64.
 
-For the metrics callback. `load_or_train(dataset, description, attribute_names, recipe,
-cache_dir)` returns an `AttributeClassifier`; for each target column (the task's
-`translation_targets`: a label vector per image) translate the real images with the generator
-and call `translation_scores(classifier, targets, translated, names)`. It returns per-target
+`load_or_train(dataset, description, attribute_names, recipe, cache_dir)` returns an
+`AttributeClassifier`; for each target column (the task's `translation_targets`: a label vector
+per image) translate the real images with the generator and call
+`translation_scores(classifier, targets, translated, names)` (metrics=attributes does this
+through ganzoo.metrics.translation.TranslationAccuracy). It returns per-target
 `attr_acc/<name>` (the share of images whose *target* attribute the classifier sees after
 translation: "did it change?"), `attr_acc/mean`, and `attr_kept` (accuracy on the attributes
 the target leaves as they were). `provenance()` names the weights file and its SHA-256.
@@ -159,15 +160,26 @@ def translation_scores(
     attr_acc/mean over the columns; attr_kept: accuracy on the attributes a column leaves."""
     if not len(targets) == len(translated) == len(names):
         raise ValueError("translation_scores needs one target, image batch and name per column")
-    a = len(classifier.names)
+    predicted = [classifier.predict(images) for images in translated]
+    return prediction_scores(classifier.names, names, targets, predicted)
+
+
+def prediction_scores(
+    attribute_names: Sequence[str],  # the classifier's attributes (A)
+    names: Sequence[str],  # per target column: the attribute it sets
+    targets: Sequence[Tensor],  # per column: labels (N, >= A)
+    predicted: Sequence[Tensor],  # per column: the classifier's 0/1 reading (N, A)
+) -> dict[str, float]:
+    """The scores of `translation_scores` from the classifier's readings."""
+    a = len(attribute_names)
     scores: dict[str, float] = {}
     kept_hits, kept_total = 0.0, 0
-    for name, c, images in zip(names, targets, translated, strict=True):
-        if name not in classifier.names:
-            valid = ", ".join(classifier.names)
+    for name, c, reading in zip(names, targets, predicted, strict=True):
+        if name not in attribute_names:
+            valid = ", ".join(attribute_names)
             raise ConfigError(f"no attribute {name}; the classifier has {valid}")
-        j = classifier.names.index(name)
-        correct = classifier.predict(images) == (c[:, :a].to(images.device) > 0.5).float()
+        j = list(attribute_names).index(name)
+        correct = reading == (c[:, :a].to(reading.device) > 0.5).float()
         scores[f"attr_acc/{name}"] = float(correct[:, j].float().mean())
         others = [k for k in range(a) if k != j]
         kept_hits += float(correct[:, others].float().sum())

@@ -8,15 +8,19 @@ the metric); `r_precision` returns both over `splits` equal chunks of the images
 
 Plugging it in: the metric needs the images of the EMA generator for real captions and the
 DAMSM encoders the run was trained with. `AttnGANTask.r_precision(batches)` computes it for a
-run (ganzoo.tasks.attngan); `RPrecision` accumulates (image feature, sentence feature) pairs
-like a torchmetrics Metric for a callback.
+run (ganzoo.tasks.attngan); `RPrecision` is the torchmetrics Metric behind metrics=rprecision,
+fed by the task's "text_image_codes" view during training evaluations and ganzoo.evaluate.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from ganzoo.core.errors import ConfigError
 
@@ -55,28 +59,39 @@ def r_precision(
     return float(per_split.mean()), std
 
 
-class RPrecision:
-    """Accumulates (image feature, sentence feature) pairs; `compute` -> (mean, std)."""
+class RPrecision(Metric):
+    """Accumulates (image feature, sentence feature) pairs; `compute` -> (mean, std).
 
-    def __init__(self, candidates: int = 100, splits: int = 1, seed: int = 0) -> None:
+    The pairs are states concatenated over updates and processes in rank order, so W processes
+    with contiguous shares draw the same mismatched captions as one process (metrics=rprecision).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+    image_codes: list[Tensor]
+    sentence_codes: list[Tensor]
+
+    def __init__(
+        self, candidates: int = 100, splits: int = 1, seed: int = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if candidates < 2 or splits < 1:
+            raise ConfigError(
+                f"R-precision needs candidates >= 2 and splits >= 1; got {candidates}, {splits}"
+            )
         self.candidates, self.splits, self.seed = candidates, splits, seed
-        self.image_codes: list[Tensor] = []
-        self.sentence_codes: list[Tensor] = []
+        self.add_state("image_codes", default=[], dist_reduce_fx="cat")
+        self.add_state("sentence_codes", default=[], dist_reduce_fx="cat")
 
     def update(self, image_codes: Tensor, sentence_codes: Tensor) -> None:
-        self.image_codes.append(image_codes.detach().float().cpu())
-        self.sentence_codes.append(sentence_codes.detach().float().cpu())
+        self.image_codes.append(image_codes.detach().float())
+        self.sentence_codes.append(sentence_codes.detach().float())
 
     def compute(self) -> tuple[float, float]:
         g = torch.Generator().manual_seed(self.seed)
-        return r_precision(
-            torch.cat(self.image_codes),
-            torch.cat(self.sentence_codes),
-            self.candidates,
-            self.splits,
-            g,
+        images, sentences = (
+            dim_zero_cat(s) if isinstance(s, list) else s
+            for s in (self.image_codes, self.sentence_codes)
         )
-
-    def reset(self) -> None:
-        self.image_codes.clear()
-        self.sentence_codes.clear()
+        return r_precision(images.cpu(), sentences.cpu(), self.candidates, self.splits, g)

@@ -4,14 +4,21 @@
 ones). A `MetricSuite` holds the torchmetrics `Metric`s of the selected names and the networks
 they need, runs each network once per batch and feeds every metric that reads its output:
 
-| name   | outputs                      | features                                   |
-| ------ | ---------------------------- | ------------------------------------------ |
-| fid    | fid                          | Inception pool3 (2048), real vs generated  |
-| kid    | kid_mean, kid_std            | Inception pool3                            |
-| is     | is_mean, is_std              | Inception logits of the generated images   |
-| pr     | precision, recall            | Inception pool3                            |
-| miou   | miou, pixel_accuracy         | the data's segmenter on generated images   |
-| domain | domain_fid, class_accuracy   | the synthetic scene evaluator              |
+| name       | outputs                                 | features                         |
+| ---------- | --------------------------------------- | -------------------------------- |
+| fid        | fid                                     | Inception pool3 (2048), real vs generated |
+| kid        | kid_mean, kid_std                       | Inception pool3                  |
+| is         | is_mean, is_std                         | Inception logits of the generated images |
+| pr         | precision, recall                       | Inception pool3                  |
+| miou       | miou, pixel_accuracy                    | the data's segmenter on generated images |
+| domain     | domain_fid, class_accuracy              | the synthetic scene evaluator    |
+| attributes | attr_acc/<target>, attr_acc/mean, attr_kept | the attribute classifier     |
+| target_fid | target_fid/<domain>, target_fid_mean    | Inception pool3 per target domain |
+| rprecision | rprecision_mean, rprecision_std         | the task's DAMSM codes           |
+
+The last three score what only some tasks make: a metric with a `view` reads that view of the
+task for each evaluated batch (GANTask.evaluation_view: "translations" of StarGAN,
+"text_image_codes" of AttnGAN) through `update_views`, beside the generated images.
 
 Real features are either streamed (`update_real`, e.g. a folder of images) or set once as a
 reference (`set_reference`, e.g. from the cache of ganzoo.metrics.cache), see
@@ -20,7 +27,7 @@ ganzoo.metrics.generative.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
@@ -29,12 +36,15 @@ from torch import Tensor, nn
 
 from ganzoo.core.errors import ConfigError
 from ganzoo.metrics.agreement import ClassAccuracy, SegmentationAgreement
+from ganzoo.metrics.attribute_classifier import AttributeClassifier
 from ganzoo.metrics.generative import (
     FrechetDistance,
     InceptionScore,
     KernelDistance,
     PrecisionRecall,
 )
+from ganzoo.metrics.r_precision import RPrecision
+from ganzoo.metrics.translation import TargetFID, TranslationAccuracy
 
 
 @dataclass(frozen=True)
@@ -44,8 +54,9 @@ class MetricInfo:
     description: str
     outputs: tuple[str, ...]  # keys of its numbers (logged as metrics/<key>)
     settings: tuple[str, ...]  # valid keys of metrics.compute.<name>
-    space: str  # "inception", "scene" or "segmenter"
+    space: str  # network it needs: "inception", "scene", "segmenter", "classifier", "task"
     uses_real: bool  # compares generated with real images
+    view: str | None = None  # the task's evaluation view it reads (GANTask.evaluation_views)
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -76,6 +87,30 @@ METRICS: dict[str, MetricInfo] = {
         (),
         "scene",
         True,
+    ),
+    "attributes": MetricInfo(
+        "per-target attribute accuracy of translated images (attribute classifier; StarGAN)",
+        ("attr_acc/mean", "attr_kept"),
+        (),
+        "classifier",
+        False,
+        "translations",
+    ),
+    "target_fid": MetricInfo(
+        "FID per target domain of translated images against the real images of that domain",
+        ("target_fid_mean",),
+        ("min_samples",),
+        "inception",
+        True,
+        "translations",
+    ),
+    "rprecision": MetricInfo(
+        "R-precision: top-1 retrieval of the true caption among `candidates` (DAMSM; AttnGAN)",
+        ("rprecision_mean", "rprecision_std"),
+        ("candidates", "splits", "seed"),
+        "task",
+        False,
+        "text_image_codes",
     ),
 }
 
@@ -110,6 +145,7 @@ class MetricSettings:
     seed: int  # latents and generator noise during evaluation
     resize: str  # Inception resize policy: tf_bilinear | clean
     scene_evaluator: dict[str, Any]  # training recipe of the synthetic evaluator
+    attribute_classifier: dict[str, Any]  # training recipe of metrics=attributes' classifier
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> MetricSettings:
@@ -153,18 +189,29 @@ class MetricSuite(nn.Module):
         scene: nn.Module | None,  # SceneEvaluator, needed by domain
         segmenter: Segmenter | None,  # needed by miou
         class_conditional: bool = False,  # domain reports class accuracy (class follows input)
+        classifier: AttributeClassifier | None = None,  # needed by attributes
+        attribute_names: Sequence[str] | None = None,  # the data's attributes (target_fid)
     ) -> None:
         super().__init__()
         self.compute_settings = check_metrics(compute)
         self.names = list(self.compute_settings)
         spaces = {METRICS[n].space for n in self.names}
-        for space, given in (("inception", inception), ("scene", scene), ("segmenter", segmenter)):
+        for space, given in (
+            ("inception", inception),
+            ("scene", scene),
+            ("segmenter", segmenter),
+            ("classifier", classifier),
+        ):
             if space in spaces and given is None:
                 users = [n for n in self.names if METRICS[n].space == space]
                 raise ConfigError(f"metrics {', '.join(users)} need the {space} network")
         self.inception = inception if "inception" in spaces else None
         self.scene = scene if "scene" in spaces else None
         self.segmenter = segmenter if "segmenter" in spaces else None
+        self.classifier = classifier if "classifier" in spaces else None
+        if "target_fid" in self.names and not attribute_names:
+            raise ConfigError("metrics=target_fid needs the data's attribute names")
+        self.attribute_names = list(attribute_names or ())
         self.class_conditional = class_conditional
         built = self._build()
         self.metrics = nn.ModuleDict(built)  # registered, so `.to` moves their states
@@ -187,7 +234,18 @@ class MetricSuite(nn.Module):
         if "domain" in s:
             built["domain_fid"] = FrechetDistance()
             built["class_accuracy"] = ClassAccuracy()
+        if "attributes" in s:
+            assert self.classifier is not None
+            built["attributes"] = TranslationAccuracy(self.classifier)
+        if "target_fid" in s:
+            built["target_fid"] = TargetFID(self.attribute_names, **s["target_fid"])
+        if "rprecision" in s:
+            built["rprecision"] = RPrecision(**s["rprecision"])
         return built
+
+    def views(self) -> list[str]:
+        """The task evaluation views the selected metrics read (GANTask.evaluation_views)."""
+        return sorted({v for n in self.names if (v := METRICS[n].view) is not None})
 
     # ----- features -----------------------------------------------------------------
     def reference_spaces(self) -> list[str]:
@@ -213,11 +271,18 @@ class MetricSuite(nn.Module):
         keys = ("fid", "kid", "pr") if space == "inception" else ("domain_fid",)
         return [self._m[k] for k in keys if k in self._m]
 
-    def set_reference(self, features: Mapping[str, Tensor]) -> None:
-        """Real features (N, D) per space, the same on every process (not gathered)."""
+    def set_reference(
+        self, features: Mapping[str, Tensor], attributes: Tensor | None = None
+    ) -> None:
+        """Real features (N, D) per space, the same on every process (not gathered); with
+        target_fid, the attributes (N, A) of those real images."""
         for space in self.reference_spaces():
             for metric in self._real_metrics(space):
                 metric.set_reference(features[space])
+        if "target_fid" in self._m:
+            if attributes is None:
+                raise ConfigError("metrics=target_fid needs the attributes of the real images")
+            self._m["target_fid"].set_reference(features["inception"], attributes)
 
     def update_real(self, images: Tensor) -> None:
         """Stream real images (each process its own share; gathered at compute)."""
@@ -231,7 +296,7 @@ class MetricSuite(nn.Module):
     ) -> None:
         """Generated images (N, 3, H, W) in [-1, 1]; the label maps / classes they were made for."""
         m = self._m
-        if self.inception is not None:
+        if self.inception is not None and m.keys() & {"fid", "kid", "pr", "is"}:
             out = self.inception(images)
             for key in ("fid", "kid", "pr"):
                 if key in m:
@@ -248,6 +313,19 @@ class MetricSuite(nn.Module):
                 raise ConfigError("metrics=miou needs the label maps the images were made from")
             target = self.segmenter.targets(label_map)
             m["miou"].update(self.segmenter.segment(images), target)
+
+    @torch.no_grad()
+    def update_views(self, views: Mapping[str, Any]) -> None:
+        """What the task made of one batch for the metrics with a view (see `views`)."""
+        m = self._m
+        if "attributes" in m:
+            m["attributes"].update(views["translations"])
+        if "target_fid" in m:
+            assert self.inception is not None
+            for name, target, images in views["translations"]:
+                m["target_fid"].update(name, target, self.inception(images)["pool"])
+        if "rprecision" in m:
+            m["rprecision"].update(*views["text_image_codes"])
 
     # ----- results ------------------------------------------------------------------
     def compute(self) -> dict[str, float]:
@@ -268,6 +346,11 @@ class MetricSuite(nn.Module):
             out["domain_fid"] = float(m["domain_fid"].compute())
             if self.class_conditional:
                 out["class_accuracy"] = float(m["class_accuracy"].compute())
+        for key in ("attributes", "target_fid"):
+            if key in m:
+                out.update(m[key].compute())
+        if "rprecision" in m:
+            out["rprecision_mean"], out["rprecision_std"] = m["rprecision"].compute()
         return out
 
     def reset(self) -> None:
@@ -283,6 +366,8 @@ class MetricSuite(nn.Module):
                 out[name] = net.provenance()  # type: ignore[operator]
         if self.segmenter is not None:
             out["segmenter"] = self.segmenter.provenance()
+        if self.classifier is not None:
+            out["attribute_classifier"] = self.classifier.provenance()
         counts = {
             k: v.last_counts for k, v in self.metrics.items() if getattr(v, "last_counts", None)
         }

@@ -250,11 +250,23 @@ class AttnGANTask(GANTask):
         for batch in batches:
             batch = batch.to(self.device)
             fake = self.sample_ema(batch, self.sample_latents(batch.size, g).to(self.device))
-            _, code = self.damsm.image_encoder(fake)
-            _, sentence, _ = self.encode_text(batch.caption_tokens, batch.caption_lengths)  # type: ignore[arg-type]
+            code, sentence = self.evaluation_view("text_image_codes", batch, fake)
             codes.append(code.cpu())
             sentences.append(sentence.cpu())
         return r_precision(torch.cat(codes), torch.cat(sentences), candidates, splits, g)
+
+    evaluation_views = ("text_image_codes",)
+
+    def evaluation_view(self, view: str, batch: Batch, images: Tensor) -> Any:
+        """The "text_image_codes" view: (DAMSM global features of the generated `images` (N, 256),
+        sentence features of the captions they were made from (N, 256)), metrics=rprecision."""
+        if view != "text_image_codes":
+            return super().evaluation_view(view, batch, images)
+        assert batch.caption_tokens is not None and batch.caption_lengths is not None
+        self.damsm.eval()
+        _, code = self.damsm.image_encoder(images)
+        _, sentence, _ = self.encode_text(batch.caption_tokens, batch.caption_lengths)
+        return code, sentence
 
     def io_shapes(self, batch: Batch) -> dict[str, dict[str, Any]]:
         was = self.generator.training
@@ -281,3 +293,26 @@ class AttnGANTask(GANTask):
                 "output": [[list(u.shape), list(c.shape)] for u, c in d_out],
             },
         }
+
+    # ----- export ------------------------------------------------------------------------
+    def export_module(self) -> nn.Module:
+        """What `ganzoo.export` writes: the EMA generator's last-stage image from precomputed
+        text features (the DAMSM text encoder stays outside; inputs in _ExportedGenerator)."""
+        return _ExportedGenerator(self.generator_ema)
+
+
+class _ExportedGenerator(nn.Module):
+    """(z (N, z_dim), sentence (N, nef), words (N, nef, T), mask (N, T) bool, True on padding,
+    ca_noise (N, c_dim)) -> the last stage's images (N, 3, H, W) in [-1, 1], deterministic.
+
+    sentence / words / mask are what `AttnGANTask.generator_inputs` gives for 0-padded captions
+    of the data's caption length T (the longest caption fills T); ca_noise is N(0, I)."""
+
+    def __init__(self, generator: nn.Module) -> None:  # an AttnGANGenerator
+        super().__init__()
+        self.generator = generator
+
+    def forward(
+        self, z: Tensor, sentence: Tensor, words: Tensor, mask: Tensor, ca_noise: Tensor
+    ) -> Tensor:
+        return self.generator(z, sentence, words, mask, ca_noise)[0][-1]

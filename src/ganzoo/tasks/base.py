@@ -156,6 +156,15 @@ class GANTask(pl.LightningModule):
         """Columns of the sample grid, each (name, images (N, 3, H, W) in [-1, 1])."""
         return [("generated", fake), ("real", batch.image)]
 
+    # Views this task gives metrics of its own kind (ganzoo.metrics.suite METRICS[...].view):
+    # "translations" (attribute translation), "text_image_codes" (text-to-image).
+    evaluation_views: ClassVar[tuple[str, ...]] = ()
+
+    def evaluation_view(self, view: str, batch: Batch, images: Tensor) -> Any:
+        """What a task-specific metric reads for `batch`, given the EMA generator's `images` of
+        it (see `evaluation_views`); called by the metrics callback under no_grad."""
+        raise ConfigError(f"{type(self).__name__} gives no {view!r} view to metrics")
+
     # ----- the loop -----------------------------------------------------------------
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         spec = self.optim_spec

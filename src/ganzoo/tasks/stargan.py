@@ -370,6 +370,17 @@ class StarGANTask(GANTask):
             raise ConfigError(f"unknown target {unknown[0]}; valid targets: {', '.join(targets)}")
         return [("input", images)] + [(k, self.translate(images, targets[k])) for k in chosen]
 
+    evaluation_views = ("translations",)
+
+    def evaluation_view(self, view: str, batch: Batch, images: Tensor) -> Any:
+        """The "translations" view: [(target name, c_trg (N, label_dim), EMA G(x, c_trg))] for every
+        official translation target of the batch's real images (metrics=attributes,
+        target_fid); `images` (one target per image) is not used."""
+        if view != "translations":
+            return super().evaluation_view(view, batch, images)
+        c_org, _ = self.domain_labels(batch)
+        return [(k, c, self.translate(batch.image, c)) for k, c in self.translation_targets(c_org)]
+
     # ----- sampling and description -----------------------------------------------------
     def generator_inputs(self, batch: Batch, latents: Tensor | None) -> tuple[Tensor, ...]:
         """(image, c): image i goes to translation target i mod the number of targets."""
