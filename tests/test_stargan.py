@@ -7,6 +7,7 @@ The module runs torch with one intra-op thread (2 shared cores; see test_pix2pix
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -151,7 +152,9 @@ def test_experiments_are_the_official_recipes(make_cfg) -> None:
     for name, params in expected.items():
         cfg = make_cfg(f"experiment=stargan_{name}")
         assert describe(cfg)["parameters"] == params, name
-        assert cfg.steps == 200_000 and cfg.model.n_critic == 5
+        batches = 2 if name == "celeba_rafd" else 1  # a CelebA and a RaFD batch per iteration
+        assert cfg.steps == 200_000 * batches and cfg.model.n_critic == 5
+        assert cfg.data.batch_size == 16 and cfg.data.alternate_groups == (batches == 2)
         assert cfg.optim.lr_g == cfg.optim.lr_d == 1e-4 and list(cfg.optim.betas_g) == [0.5, 0.999]
         assert (cfg.model.lambda_cls, cfg.model.lambda_rec, cfg.model.lambda_gp) == (1, 10, 10)
 
@@ -492,6 +495,87 @@ def test_task_metrics_need_a_task_that_gives_their_view(make_cfg) -> None:
         check_views({"rprecision"}, stargan)
     with pytest.raises(ConfigError, match="needs a checkpoint"):
         check_views({"target_fid"}, None)
+
+
+# ----- joint training: alternating CelebA and RaFD batches ----------------------------------
+def test_grouped_stream_gives_whole_batches_of_each_group_in_turn() -> None:
+    from ganzoo.data.datamodule import GroupedStreamSampler
+
+    def batches(rank: int = 0, world: int = 1, start: int = 0) -> list[list[int]]:
+        sampler = GroupedStreamSampler((10, 3), 2, 24, seed=4, rank=rank, world_size=world)
+        sampler.start = start
+        items = list(sampler)
+        return [items[i : i + 2] for i in range(0, len(items), 2)]
+
+    run = batches()
+    for b, items in enumerate(run):  # group 0 = items 0..9 (CelebA), group 1 = 10..12 (RaFD)
+        assert all((i >= 10) == (b % 2 == 1) for i in items), (b, items)
+    first_pass = [i for items in run[0:10:2] for i in items]  # 5 batches of group 0
+    assert sorted(first_pass) == list(range(10))  # one shuffled pass over the group
+    in_order = GroupedStreamSampler((10, 3), 2, 24, seed=4, shuffle=False)
+    assert list(in_order)[:8] == [0, 1, 10, 11, 2, 3, 12, 10]  # the stream without shuffling
+    assert [i for items in run for i in items] != list(in_order)
+    assert batches(start=8) == run[4:]  # resume after 4 batches: the same stream
+    ranks = [batches(r, 2) for r in (0, 1)]
+    for b in range(len(run)):  # every rank in the same group at the same batch
+        assert all((i >= 10) == (b % 2 == 1) for r in ranks for i in r[b])
+
+
+def test_joint_training_alternates_datasets_and_counts_iterations_in_pairs(
+    make_cfg, tmp_path: Path
+) -> None:
+    from tests.test_datasets import make_celeba, make_rafd
+
+    make_celeba(tmp_path / "data" / "celeba")
+    make_rafd(tmp_path / "data" / "RaFD")  # classes angry, happy, neutral
+    run = tmp_path / "run"
+    cfg = make_cfg(
+        *SMOKE,
+        "data=celeba_rafd",
+        f"data.root={tmp_path / 'data'}",
+        "data.resolution=16",
+        "data.num_attributes=8",
+        "data.dataset.partition=eval_partition",
+        "data.dataset.celeba_crop_size=8",
+        "data.dataset.rafd_crop_size=12",
+        "data.dataset.cache_dir=null",
+        "model.c2_dim=3",
+        f"model.attribute_names=[{','.join(CELEBA + ['angry', 'happy', 'neutral'])}]",
+        "model.n_critic=2",
+        "steps=8",
+        run_dir=run,
+    )
+    dm = build_datamodule(cfg)
+    assert dm.alternate_groups and dm.batches_per_cycle == 2
+    masks = [b.domain_mask for _, b in zip(range(4), dm.train_dataloader(), strict=False)]
+    assert [m.argmax(1).tolist() for m in masks] == [[0, 0], [1, 1], [0, 0], [1, 1]]
+    train(cfg)
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    g_losses = [r["loss/G/total"] for r in rows]  # the last value is repeated until a G step
+    g_steps = [
+        int(float(r["iteration"]))
+        for k, r in enumerate(rows)
+        if g_losses[k] and (k == 0 or g_losses[k] != g_losses[k - 1])
+    ]
+    assert g_steps == [3, 4, 7, 8]  # after batches 2, 3, 6, 7: both batches of iterations 1, 3
+    task = build_task(cfg)
+    task.batches_per_iteration = 2
+    assert [p.offset for p in task.phases() if p.name == "G"] == [2, 3]
+
+
+def test_lr_schedule_counts_iterations_not_batches_when_datasets_alternate(make_cfg) -> None:
+    task = build_task(make_cfg(*SMOKE, "steps=4000", "model.lr_update_step=100"))
+    assert isinstance(task, StarGANTask)
+    batches = [1999, 2000, 2200, 3001, 4000]
+    assert [task._lr_factor(b) for b in batches] == pytest.approx(
+        [lr_factor(b, 2000, 2000, 100, "code") for b in batches]
+    )
+    task.batches_per_iteration = 2  # 4000 batches = 2000 iterations, decay after 1000
+    assert [task._lr_factor(b) for b in batches] == pytest.approx(
+        [lr_factor(b // 2, 1000, 1000, 100, "code") for b in batches]
+    )
+    assert task._lr_factor(2200) < task._lr_factor(2000) == 1.0
 
 
 # ----- sampling -----------------------------------------------------------------------------

@@ -7,10 +7,11 @@ CelebA image and [0, 1] for a RaFD image. This adapter yields exactly that:
 `attributes` is the (c_dim + c2_dim) vector with the other dataset's part zero-padded,
 and `domain_mask` the 2-vector.
 
-Samples 0 .. len(celeba)-1 are CelebA, the rest RaFD; the datamodule's shuffled stream
-mixes them within a batch (the official solver alternates one CelebA batch and one
-RaFD batch instead; the mask makes every sample self-describing, so a task can split a
-batch by `domain_mask` to train as the official code does).
+Samples 0 .. len(celeba)-1 are CelebA, the rest RaFD (`groups`). With
+`data.alternate_groups: true` (the default of data=celeba_rafd) the datamodule reads one
+CelebA batch, then one RaFD batch, and so on, as the official solver (train_multi), and
+StarGAN counts one iteration per pair of batches; with false, a shuffled stream mixes both
+in every batch (each sample's loss still follows its mask).
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ class CelebARaFD(Dataset):
     def parts(self) -> tuple[FileDataset, ...]:
         """The file datasets inside (what `ganzoo.data.prepare` caches)."""
         return (self.celeba, self.rafd)
+
+    @property
+    def groups(self) -> tuple[int, int]:
+        """(CelebA samples, RaFD samples): the consecutive index ranges of the two datasets
+        (data.alternate_groups reads one dataset per batch, in turn)."""
+        return (len(self.celeba), len(self.rafd))
 
     def __len__(self) -> int:
         return len(self.celeba) + len(self.rafd)

@@ -7,6 +7,11 @@ takes positions r, r + W, r + 2W, ... so every rank reads its own shard and the
 global batch is `batch_size * W`. A run of `steps` iterations is one Lightning
 epoch of `steps` batches; resuming continues the stream where the checkpoint left
 it, so N steps straight and N/2 + resume + N/2 see the same batches.
+
+With `alternate_groups` (data=celeba_rafd: StarGAN's joint training), an adapter made of
+consecutive groups (its `groups`: the length of each) is read one whole batch at a time from
+each group in turn (batch b from group b % G), each group with its own stream as above; so
+every batch holds one dataset, as the official solver's alternating CelebA and RaFD batches.
 """
 
 from __future__ import annotations
@@ -62,6 +67,47 @@ class StreamSampler(Sampler[int]):
         return self.num_samples
 
 
+class GroupedStreamSampler(StreamSampler):
+    """Whole batches from one group at a time, the groups in turn (see module docstring)."""
+
+    def __init__(
+        self,
+        group_lengths: tuple[int, ...],  # items per group; group g = the next len_g indices
+        batch_size: int,  # per-process batch size (a batch never mixes groups)
+        num_samples: int,  # samples this rank reads in the whole run (steps * batch_size)
+        seed: int,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not group_lengths or min(group_lengths) < 1:
+            raise ConfigError(f"every group needs items; got lengths {list(group_lengths)}")
+        super().__init__(sum(group_lengths), num_samples, seed, shuffle, rank, world_size)
+        self.group_lengths = tuple(group_lengths)
+        self.batch_size = batch_size
+        self.starts = [sum(group_lengths[:g]) for g in range(len(group_lengths))]
+        self._perms: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _group_item(self, group: int, position: int) -> int:
+        n = self.group_lengths[group]
+        epoch, offset = divmod(position, n)
+        if not self.shuffle:
+            return self.starts[group] + offset
+        key = (group, epoch)
+        if key not in self._perms:
+            self._perms = {k: v for k, v in self._perms.items() if k[0] != group}  # one per group
+            seed = (self.seed * 1_000_003 + epoch) * 1_009 + group
+            self._perms[key] = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        return self.starts[group] + int(self._perms[key][offset])
+
+    def __iter__(self) -> Iterator[int]:
+        groups = len(self.group_lengths)
+        for k in range(self.start, self.num_samples):
+            batch, j = divmod(k, self.batch_size)
+            position = ((batch // groups) * self.batch_size + j) * self.world_size + self.rank
+            yield self._group_item(batch % groups, position)
+
+
 class StreamLoader(DataLoader):
     """A DataLoader over a StreamSampler that Lightning saves and restores with the run."""
 
@@ -106,6 +152,7 @@ class GANDataModule(pl.LightningDataModule):
         vocab_size: int | None = None,  # caption vocabulary promised (checked)
         root: str | None = None,  # dataset folder, for messages
         global_batch_size: int | None = None,  # if set: split across processes (must divide)
+        alternate_groups: bool = False,  # one group per batch, in turn (adapter's `groups`)
     ) -> None:
         super().__init__()
         self.global_batch_size = global_batch_size
@@ -131,6 +178,7 @@ class GANDataModule(pl.LightningDataModule):
         }
         self.instance_maps = instance_maps
         self.root = root
+        self.alternate_groups = alternate_groups
         self._train: Dataset | None = None
 
     def setup(self, stage: str) -> None:
@@ -188,14 +236,26 @@ class GANDataModule(pl.LightningDataModule):
         rank, world = 0, 1
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
-        sampler = StreamSampler(
-            dataset_len=len(self.train_set),  # type: ignore[arg-type]
-            num_samples=self.steps * self.batch_size,
-            seed=self.seed,
-            shuffle=self.shuffle,
-            rank=rank,
-            world_size=world,
-        )
+        sampler: StreamSampler
+        if self.alternate_groups:
+            sampler = GroupedStreamSampler(
+                self.groups(),
+                batch_size=self.batch_size,
+                num_samples=self.steps * self.batch_size,
+                seed=self.seed,
+                shuffle=self.shuffle,
+                rank=rank,
+                world_size=world,
+            )
+        else:
+            sampler = StreamSampler(
+                dataset_len=len(self.train_set),  # type: ignore[arg-type]
+                num_samples=self.steps * self.batch_size,
+                seed=self.seed,
+                shuffle=self.shuffle,
+                rank=rank,
+                world_size=world,
+            )
         return StreamLoader(
             self.train_set,
             batch_size=self.batch_size,
@@ -208,6 +268,22 @@ class GANDataModule(pl.LightningDataModule):
             consumed=self._batches_consumed,
             generator=torch.Generator().manual_seed(self.seed),  # keeps the global RNG untouched
         )
+
+    def groups(self) -> tuple[int, ...]:
+        """Lengths of the training split's groups (data.alternate_groups needs an adapter
+        that has them)."""
+        lengths = getattr(self.train_set, "groups", None)
+        if lengths is None:
+            raise ConfigError(
+                f"data.alternate_groups=true needs a dataset made of groups (data=celeba_rafd); "
+                f"data={self.name} has none"
+            )
+        return tuple(int(n) for n in lengths)
+
+    @property
+    def batches_per_cycle(self) -> int:
+        """Batches until every group had one: the number of groups when alternating, else 1."""
+        return len(self.groups()) if self.alternate_groups else 1
 
     def _batches_consumed(self) -> int:
         assert self.trainer is not None

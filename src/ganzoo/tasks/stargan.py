@@ -17,10 +17,12 @@ The gradient penalty is computed in float32 with autocast off (safe under mixed 
 
 Joint training (Sec. 3.2, data=celeba_rafd): the label G sees is [c_dim part, c2_dim part, mask
 (2)] with the other dataset's part zero; D's classifier has c_dim + c2_dim outputs and each
-image's loss uses only its own dataset's part. The official solver alternates a CelebA batch and
-a RaFD batch, one optimiser step each; here a batch mixes both (the adapter's shuffled stream)
-and each sample's classification loss follows its mask, so a batch of one dataset gives the
-official loss exactly. Targets are permuted within each dataset of the batch.
+image's loss uses only its own dataset's part. As the official solver (train_multi), the data
+alternates a CelebA batch and a RaFD batch (data.alternate_groups) with one D step each, and an
+iteration is the pair: G steps on both batches of every n_critic-th iteration, and the lr
+schedule counts iterations (`batches_per_iteration` = 2, from the datamodule). With
+alternate_groups false a batch mixes both datasets, each sample's classification loss following
+its mask. Targets are permuted within each dataset of the batch.
 
 Learning rate (solver.py:335-338): after every lr_update_step-th iteration past the decay start
 (optim.decay_start x steps; 100k of 200k), lr -= lr0 / num_iters_decay. Over the official run that
@@ -187,6 +189,9 @@ class StarGANTask(GANTask):
         self.lr_schedule: LrSchedule = lr_schedule
         self.lr_update_step = lr_update_step
         self._targets: tuple[tuple[int, int], Tensor] | None = None  # this iteration's c_trg
+        # batches per official iteration: 2 when the data alternates CelebA and RaFD batches
+        # (data.alternate_groups), set from the datamodule when training starts
+        self.batches_per_iteration = 1
 
     @property
     def joint(self) -> bool:
@@ -200,25 +205,31 @@ class StarGANTask(GANTask):
     def required_fields(self) -> tuple[str, ...]:
         return ("image", "attributes") + (("domain_mask",) if self.joint else ())
 
+    def on_fit_start(self) -> None:
+        if self.joint:
+            dm = getattr(self.trainer, "datamodule", None)
+            self.batches_per_iteration = int(getattr(dm, "batches_per_cycle", 1))
+
     def phases(self) -> Sequence[Phase]:
-        return (
-            Phase("D", "D", "discriminator_loss"),
-            Phase(
-                "G",
-                "G",
-                "generator_loss",
-                every=self.n_critic,
-                offset=self.n_critic - 1,
-                updates_ema=True,
-            ),
-        )
+        """D on every batch; G on every batch of each n_critic-th iteration. With alternating
+        datasets an iteration is one batch of each (k = 2 batches): G on batches b with
+        b % (k n_critic) in [k (n_critic - 1), k n_critic), as solver.py train_multi."""
+        k, n = self.batches_per_iteration, self.n_critic
+        g_phases = [
+            Phase("G", "G", "generator_loss", every=k * n, offset=k * (n - 1) + j, updates_ema=True)
+            for j in range(k)
+        ]
+        return (Phase("D", "D", "discriminator_loss"), *g_phases)
 
     def _lr_factor(self, iteration: int) -> float:
-        start = int(round(self.optim_spec.decay_start * self.total_iterations))
-        end = int(round(self.optim_spec.decay_end * self.total_iterations))
+        """solver.py's schedule over official iterations (batches // batches_per_iteration)."""
+        total = self.total_iterations // self.batches_per_iteration
+        start = int(round(self.optim_spec.decay_start * total))
+        end = int(round(self.optim_spec.decay_end * total))
         if end <= start:
             return 1.0
-        return lr_factor(iteration, start, end - start, self.lr_update_step, self.lr_schedule)
+        done = iteration // self.batches_per_iteration
+        return lr_factor(done, start, end - start, self.lr_update_step, self.lr_schedule)
 
     # ----- labels ----------------------------------------------------------------------
     def domain_labels(self, batch: Batch) -> tuple[Tensor, Tensor]:
