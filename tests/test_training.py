@@ -84,6 +84,33 @@ def test_resume_after_crash_matches_straight_run(make_cfg, tmp_path: Path, monke
             assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
 
 
+def test_raising_steps_extends_a_finished_run_as_if_it_had_run_straight(
+    make_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    constant_lr = ["optim.decay_start=1.0", "optim.decay_end=1.0"]  # no schedule to stretch
+    straight = Recorder()
+    cfg = make_cfg(*FAST, *constant_lr, "steps=6", run_dir=tmp_path / "straight")
+    _train_with(cfg, straight, monkeypatch=monkeypatch)
+    first, second = Recorder(), Recorder()
+    run = tmp_path / "extended"
+    _train_with(
+        make_cfg(*FAST, *constant_lr, "steps=3", run_dir=run), first, monkeypatch=monkeypatch
+    )
+    _train_with(
+        make_cfg(*FAST, *constant_lr, "steps=6", run_dir=run), second, monkeypatch=monkeypatch
+    )
+    assert len(first.rows) == 3 and len(second.rows) == 3
+    for a, b in zip(straight.rows, first.rows + second.rows, strict=True):
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
+    ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    assert int(ckpt["state_dict"]["iteration"]) == 6 and ckpt["ganzoo_config"]["steps"] == 6
+    from ganzoo.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at iteration 6, past steps=4; set steps >= 6"):
+        train(make_cfg(*FAST, *constant_lr, "steps=4", run_dir=run))
+
+
 def test_checkpoint_restores_state_and_loads_weights_only(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg(*FAST, "steps=4", run_dir=tmp_path / "run")
     train(cfg)

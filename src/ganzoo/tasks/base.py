@@ -359,6 +359,36 @@ class GANTask(pl.LightningModule):
         if "rng_states" in checkpoint:
             _set_rng_states(checkpoint["rng_states"])
         self._pending_scaler_states = dict(checkpoint.get("grad_scalers", {}))
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop")
+        if fit_loop is None or "iteration" not in checkpoint.get("state_dict", {}):
+            return
+        done = int(checkpoint["state_dict"]["iteration"])
+        if done > self.total_iterations:
+            raise ConfigError(
+                f"the checkpoint is at iteration {done}, past steps={self.total_iterations}; "
+                f"set steps >= {done} to continue it, or resume=false to start over"
+            )
+        if done < self.total_iterations and fit_loop["epoch_progress"]["current"]["completed"]:
+            reopen_finished_run(checkpoint)
+            print(
+                f"ganzoo: extending the finished run from {done} to {self.total_iterations} "
+                "iterations (schedules follow the new steps)"
+            )
+
+
+def reopen_finished_run(checkpoint: dict[str, Any]) -> None:
+    """Make the loop state of a run that ended (one epoch of `steps` batches, completed) read as
+    a run stopped after its last batch, so that Lightning continues the epoch when `steps` was
+    raised: the data stream resumes at the batches consumed, as after any mid-run checkpoint
+    (which is saved after a batch ran and before Lightning counted it completed)."""
+    loop = checkpoint["loops"]["fit_loop"]
+    for which in ("total", "current"):
+        epoch = loop["epoch_progress"][which]
+        epoch["processed"] = epoch["completed"] = epoch["ready"] - 1
+        batches = loop["epoch_loop.batch_progress"][which]
+        batches["completed"] = batches["ready"] - 1
+    loop["epoch_loop.batch_progress"]["is_last_batch"] = False
+    checkpoint["epoch"] = checkpoint["epoch"] - 1
 
 
 def _shapes(x: Any) -> Any:
