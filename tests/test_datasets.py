@@ -236,6 +236,35 @@ def test_training_draws_depend_on_seed_and_not_on_eval(tmp_path: Path) -> None:
     assert torch.equal(val[1]["image"], val[1]["image"])
 
 
+def test_augmentations_replay_on_resume_and_for_any_num_workers(make_cfg, tmp_path: Path) -> None:
+    root = make_ade20k(tmp_path / "ade")
+
+    def batches(workers: int, consumed: int = 0) -> tuple[list[torch.Tensor], list[int]]:
+        cfg = make_cfg(
+            "data=ade20k",
+            f"data.root={root}",
+            "data.resolution=8",
+            "data.batch_size=2",
+            f"data.num_workers={workers}",
+            "steps=6",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+        )
+        loader = build_datamodule(cfg).train_dataloader()
+        loader.load_state_dict({"batches_consumed": consumed})
+        items = [i for i, _ in loader.sampler]  # type: ignore[attr-defined]
+        return [b.image for b in loader], items
+
+    straight, items = batches(0)
+    assert len(straight) == 6
+    resumed, _ = batches(0, consumed=2)
+    assert all(torch.equal(a, b) for a, b in zip(straight[2:], resumed, strict=True))
+    workers, _ = batches(2)
+    assert all(torch.equal(a, b) for a, b in zip(straight, workers, strict=True))
+    images = torch.cat(straight)
+    repeats = [(i, j) for i in range(12) for j in range(i) if items[i] == items[j]]
+    assert repeats and any(not torch.equal(images[i], images[j]) for i, j in repeats)
+
+
 # -------------------------------------------------------------------------- Cityscapes
 
 

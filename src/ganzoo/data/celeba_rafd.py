@@ -103,6 +103,11 @@ class CelebARaFD(Dataset):
         (data.alternate_groups reads one dataset per batch, in turn)."""
         return (len(self.celeba), len(self.rafd))
 
+    def set_stream_position(self, position: int) -> None:
+        """Key the next read's augmentation on its training-stream position (both parts)."""
+        self.celeba.set_stream_position(position)
+        self.rafd.set_stream_position(position)
+
     def __len__(self) -> int:
         return len(self.celeba) + len(self.rafd)
 

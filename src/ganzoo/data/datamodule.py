@@ -12,6 +12,10 @@ With `alternate_groups` (data=celeba_rafd: StarGAN's joint training), an adapter
 consecutive groups (its `groups`: the length of each) is read one whole batch at a time from
 each group in turn (batch b from group b % G), each group with its own stream as above; so
 every batch holds one dataset, as the official solver's alternating CelebA and RaFD batches.
+
+The loader hands each sample's stream position to the adapter (`PositionedDataset`), which keys
+its random crops, flips and caption choices on (seed, item, position): a resumed run and a run
+with another num_workers draw the very augmentations of a straight run.
 """
 
 from __future__ import annotations
@@ -57,9 +61,19 @@ class StreamSampler(Sampler[int]):
             self._perm_pass = epoch
         return int(self._perm[offset]) if self.shuffle else offset
 
+    def _at(self, k: int) -> int:
+        """The item of this rank's k-th sample."""
+        return self._item(k * self.world_size + self.rank)
+
     def __iter__(self) -> Iterator[int]:
         for k in range(self.start, self.num_samples):
-            yield self._item(k * self.world_size + self.rank)
+            yield self._at(k)
+
+    def keyed(self) -> Iterator[tuple[int, int]]:
+        """(item, stream position) pairs: the position (k W + rank for this rank's k-th
+        sample) is unique in the run and keys the sample's augmentation draws."""
+        for k in range(self.start, self.num_samples):
+            yield self._at(k), k * self.world_size + self.rank
 
     def __len__(self) -> int:
         # The whole run's length: Lightning counts batches from the restored progress,
@@ -100,12 +114,43 @@ class GroupedStreamSampler(StreamSampler):
             self._perms[key] = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
         return self.starts[group] + int(self._perms[key][offset])
 
-    def __iter__(self) -> Iterator[int]:
+    def _at(self, k: int) -> int:
         groups = len(self.group_lengths)
-        for k in range(self.start, self.num_samples):
-            batch, j = divmod(k, self.batch_size)
-            position = ((batch // groups) * self.batch_size + j) * self.world_size + self.rank
-            yield self._group_item(batch % groups, position)
+        batch, j = divmod(k, self.batch_size)
+        position = ((batch // groups) * self.batch_size + j) * self.world_size + self.rank
+        return self._group_item(batch % groups, position)
+
+
+class KeyedSampler(Sampler[tuple[int, int]]):
+    """A StreamSampler's (item, stream position) pairs, for `PositionedDataset`."""
+
+    def __init__(self, stream: StreamSampler) -> None:
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return self.stream.keyed()
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+
+class PositionedDataset(Dataset):
+    """Reads item i for the key (i, stream position), first telling the adapter the position
+    (`set_stream_position`, if it has one): its random crops, flips and caption choices are then
+    a function of (seed, item, position), the same on resume and for any num_workers."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, position = key
+        setter = getattr(self.dataset, "set_stream_position", None)
+        if setter is not None:
+            setter(position)
+        return self.dataset[index]
 
 
 class StreamLoader(DataLoader):
@@ -119,8 +164,8 @@ class StreamLoader(DataLoader):
         return {"batches_consumed": self._consumed()}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        assert isinstance(self.sampler, StreamSampler)
-        self.sampler.start = state["batches_consumed"] * int(self.batch_size or 1)
+        assert isinstance(self.sampler, KeyedSampler)
+        self.sampler.stream.start = state["batches_consumed"] * int(self.batch_size or 1)
 
 
 class GANDataModule(pl.LightningDataModule):
@@ -257,9 +302,9 @@ class GANDataModule(pl.LightningDataModule):
                 world_size=world,
             )
         return StreamLoader(
-            self.train_set,
+            PositionedDataset(self.train_set),
             batch_size=self.batch_size,
-            sampler=sampler,
+            sampler=KeyedSampler(sampler),
             num_workers=self.num_workers,
             collate_fn=collate,
             drop_last=True,

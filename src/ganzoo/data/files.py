@@ -25,10 +25,11 @@ config and of every cache manifest. Label and instance maps are always resized w
 nearest neighbour (PIL NEAREST, as SPADE's `get_transform(method=Image.NEAREST)`), in
 32-bit integer mode so that 16-bit Cityscapes instance ids survive.
 
-Augmentation draws: sample `i` of the training split uses a generator keyed on
-(seed, i, worker id, number of samples this process has read), so a seeded run with a
-fixed `num_workers` sees the same crops and flips; a resumed run draws fresh ones
-(its sample order is still the datamodule's resumable stream).
+Augmentation draws: sample `i` of the training split uses a generator keyed on (seed, i,
+stream position), the position the datamodule's loader gives (`set_stream_position`); so a
+seeded run sees the same crops and flips whatever `num_workers`, and a resumed run the very
+draws of a straight one. Read without a position (direct indexing), the key is the number of
+samples this process has read instead.
 """
 
 from __future__ import annotations
@@ -358,6 +359,7 @@ class FileDataset(Dataset):
         self.skips = SkipCounter()
         self.skipped_files: list[str] = []  # names skipped in this process
         self._draws = 0
+        self._position: int | None = None  # stream position of the next read (training)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         require_dir(self.root, self.name, self.layout)
         self.scan()
@@ -445,10 +447,17 @@ class FileDataset(Dataset):
             f"data={self.name}: no readable sample in split {self.split} of {self.root}"
         )
 
+    def set_stream_position(self, position: int) -> None:
+        """Key the next read's augmentation draws on its position in the training stream."""
+        self._position = position
+
     def _rng(self, index: int) -> np.random.Generator:
         seed = self.seed % 2**63  # SeedSequence entropy must be non-negative
         if not self.augment:
             return np.random.default_rng([seed, index])
+        if self._position is not None:
+            position, self._position = self._position, None
+            return np.random.default_rng([seed, index, 0, position])
         info = get_worker_info()
         worker = 0 if info is None else info.id + 1
         self._draws += 1
