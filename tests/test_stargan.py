@@ -483,6 +483,40 @@ def test_target_fid_groups_translations_by_the_value_their_target_sets() -> None
         metric.update("c", target_b, fake)
 
 
+def test_target_fid_of_a_checkpoint_groups_the_real_reference_by_attribute(
+    make_cfg, tmp_path: Path
+) -> None:
+    from ganzoo.evaluate import evaluate
+    from tests.test_metrics import write_random_inception
+
+    run = tmp_path / "run"
+    train(make_cfg(*SMOKE, "steps=2", run_dir=run))
+    inception = write_random_inception(tmp_path / "inception.pth")
+    args = [
+        f"ckpt={run}/checkpoints/last.ckpt",
+        "device=cpu",
+        "metrics=target_fid",
+        "metrics.num_samples=8",
+        "metrics.batch_size=4",
+        f"weights.inception={inception}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    first = evaluate(compose_train(tmp_path / "e1", args, config_name="evaluate"))
+    counts = first["provenance"]["samples"]["target_fid"]
+    names = ["night", "has_water", "has_mountains", "has_red_object", "has_large_object"]
+    for name in [*names, "has_circle"]:  # every real image is in one of the two domains
+        assert counts[name]["real"] + counts[f"not_{name}"]["real"] == 8
+        assert counts[name]["fake"] + counts[f"not_{name}"]["fake"] == 8  # one target each
+    scored = [k for k in first["metrics"] if k.startswith("target_fid/")]
+    assert scored and first["metrics"]["target_fid_mean"] == pytest.approx(
+        sum(first["metrics"][k] for k in scored) / len(scored)
+    )
+    again = evaluate(compose_train(tmp_path / "e2", args, config_name="evaluate"))
+    assert again["metrics"] == pytest.approx(
+        first["metrics"]
+    )  # reference and its attributes cached
+
+
 def test_task_metrics_need_a_task_that_gives_their_view(make_cfg) -> None:
     from ganzoo.callbacks.metrics import check_views
 

@@ -75,7 +75,7 @@ def build_suite(
             f"metrics=domain is the synthetic scenes' evaluator; data={data_name} has none"
         )
     inception = None
-    if names & {"fid", "kid", "is", "pr"}:
+    if any(METRICS[n].space == "inception" for n in names):
         inception = InceptionFeatures.from_file(weights["inception"], weights_dir, settings.resize)
     scene = None
     if isinstance(dataset, SyntheticScenes) and names & {"domain", "miou"}:
@@ -138,12 +138,11 @@ def train_split_classifier(
         "height": dm.height,
         "width": dm.width,
     }
+    recipe = attribute_classifier.AttributeRecipe.from_dict(
+        recipe_values, "metrics.attribute_classifier"
+    )
     return attribute_classifier.load_or_train(
-        dm.build(dm.train_split),
-        description,
-        attribute_names,
-        attribute_classifier.AttributeRecipe.from_dict(recipe_values),
-        cache_dir,
+        dm.build(dm.train_split), description, attribute_names, recipe, cache_dir
     )
 
 
@@ -154,7 +153,7 @@ def synthetic_evaluator(
 
     recipe_values: metrics.scene_evaluator (ganzoo.metrics.scene_evaluator.SceneRecipe fields).
     """
-    recipe = scene_evaluator.SceneRecipe.from_dict(recipe_values)
+    recipe = scene_evaluator.SceneRecipe.from_dict(recipe_values, "metrics.scene_evaluator")
     train = SyntheticScenes(
         length=recipe.train_samples + scene_evaluator.HOLDOUT,
         height=reference.height,
@@ -195,8 +194,11 @@ def reference_features(
     batch_size: int,
     device: torch.device,
     cache_dir: str | Path,
+    attributes: bool = False,  # also the images' attributes (target_fid's real domains)
 ) -> dict[str, Tensor]:
-    """Real features per space, from the cache or computed and cached (one pass for all)."""
+    """Real features per space, from the cache or computed and cached (one pass for all); with
+    `attributes`, also the 0/1 attributes (N, A) of those images under "attributes", stored in
+    the same cache entries."""
     cache = ManifestCache(cache_dir, "reference")
     spaces = suite.reference_spaces()
     if not spaces:
@@ -210,17 +212,32 @@ def reference_features(
         for space in spaces
     }
     found = {space: cache.load(manifests[space]) for space in spaces}
-    missing = [space for space, payload in found.items() if payload is None]
+    missing = [
+        space
+        for space, payload in found.items()
+        if payload is None or (attributes and "attributes" not in payload)
+    ]
     if missing:
         parts: dict[str, list[Tensor]] = {space: [] for space in missing}
+        attrs: list[Tensor] = []
         for _, batch in _batches(dataset, range(count), batch_size):
             feats = suite.real_features(batch.image.to(device), spaces=missing)
             for space in missing:
                 parts[space].append(feats[space])
+            if batch.attributes is not None:
+                attrs.append(batch.attributes.float())
         for space in missing:
             found[space] = {"features": torch.cat(parts[space])}
+            if attrs:
+                found[space]["attributes"] = torch.cat(attrs)  # type: ignore[index]
             cache.save(manifests[space], found[space])  # type: ignore[arg-type]
-    return {space: payload["features"] for space, payload in found.items()}  # type: ignore[index]
+    out = {space: payload["features"] for space, payload in found.items()}  # type: ignore[index]
+    if attributes:
+        stored = found[spaces[0]]
+        if stored is None or "attributes" not in stored:
+            raise ConfigError(f"data={description['name']} gives no attributes for target_fid")
+        out["attributes"] = stored["attributes"]
+    return out
 
 
 def reference_manifest(
@@ -364,12 +381,16 @@ def prepare_evaluation(
     description = {"name": dm.name, "split": split, "height": dm.height, "width": dm.width}
     with torch.random.fork_rng(devices=_rng_devices(device)):
         reference = reference_features(
-            suite, dataset, description, num_real, settings.batch_size, device, cache_dir
+            suite,
+            dataset,
+            description,
+            num_real,
+            settings.batch_size,
+            device,
+            cache_dir,
+            attributes="target_fid" in settings.compute,  # the real images' domains
         )
-    attributes = None
-    if "target_fid" in settings.compute:  # which domain each real reference image is in
-        attributes = torch.stack([dataset[i]["attributes"] for i in range(num_real)])
-    suite.set_reference(reference, attributes)
+    suite.set_reference(reference, reference.get("attributes"))
     info = {
         **description,
         "num_fake": num_fake,

@@ -281,26 +281,18 @@ class GANDataModule(pl.LightningDataModule):
         rank, world = 0, 1
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
-        sampler: StreamSampler
-        if self.alternate_groups:
-            sampler = GroupedStreamSampler(
-                self.groups(),
-                batch_size=self.batch_size,
-                num_samples=self.steps * self.batch_size,
-                seed=self.seed,
-                shuffle=self.shuffle,
-                rank=rank,
-                world_size=world,
-            )
-        else:
-            sampler = StreamSampler(
-                dataset_len=len(self.train_set),  # type: ignore[arg-type]
-                num_samples=self.steps * self.batch_size,
-                seed=self.seed,
-                shuffle=self.shuffle,
-                rank=rank,
-                world_size=world,
-            )
+        stream: dict[str, Any] = {
+            "num_samples": self.steps * self.batch_size,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "rank": rank,
+            "world_size": world,
+        }
+        sampler = (
+            GroupedStreamSampler(self.groups(), batch_size=self.batch_size, **stream)
+            if self.alternate_groups
+            else StreamSampler(dataset_len=len(self.train_set), **stream)  # type: ignore[arg-type]
+        )
         return StreamLoader(
             PositionedDataset(self.train_set),
             batch_size=self.batch_size,

@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganzoo.core.config import dataclass_from_dict
 from ganzoo.core.errors import ConfigError
 from ganzoo.core.weights import sha256_of
 from ganzoo.metrics.cache import ManifestCache, fingerprint
+from ganzoo.metrics.recipe import EvaluatorRecipe, fit
 
 _ARCHITECTURE = "attribute-net-v1"  # bump when AttributeNet changes (part of the cache manifest)
 _META = "meta."  # payload keys that are not weights
@@ -76,18 +76,12 @@ class AttributeNet(nn.Module):
 
 
 @dataclass(frozen=True)
-class AttributeRecipe:
-    """How the classifier is trained."""
+class AttributeRecipe(EvaluatorRecipe):
+    """How the classifier is trained (metrics.attribute_classifier)."""
 
     train_samples: int = 2048  # training images
     steps: int = 400  # Adam steps
     batch_size: int = 64  # images per step
-    lr: float = 0.003  # peak lr of the one-cycle schedule
-    seed: int = 0  # initialisation and batch order
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> AttributeRecipe:
-        return dataclass_from_dict(cls, values, "attribute_classifier")
 
 
 def train_attribute_net(
@@ -95,25 +89,13 @@ def train_attribute_net(
 ) -> AttributeNet:
     """BCE training with random flips; the global RNG is untouched. images (N, 3, H, W) in
     [-1, 1], attributes (N, A) 0/1."""
-    # enable_grad: the first use may come from inside an evaluation's no_grad block
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():
-        torch.manual_seed(recipe.seed)
-        net = AttributeNet(attributes.shape[1])
-        opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.steps)
-        order = torch.Generator().manual_seed(recipe.seed)
-        net.train()
-        for _ in range(recipe.steps):
-            idx = torch.randint(len(images), (recipe.batch_size,), generator=order)
-            x = images[idx]
-            flip = torch.rand(len(idx), generator=order) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-            loss = F.binary_cross_entropy_with_logits(net(x), attributes[idx].float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            schedule.step()
-    return net.eval().requires_grad_(False)
+
+    def loss(net: AttributeNet, idx: Tensor, rng: torch.Generator) -> Tensor:
+        flip = torch.rand(len(idx), generator=rng) < 0.5
+        x = torch.where(flip[:, None, None, None], images[idx].flip(3), images[idx])
+        return F.binary_cross_entropy_with_logits(net(x), attributes[idx].float())
+
+    return fit(lambda: AttributeNet(attributes.shape[1]), len(images), recipe, loss)
 
 
 def attribute_accuracy(predicted: Tensor, target: Tensor) -> Tensor:

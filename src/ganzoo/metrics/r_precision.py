@@ -7,9 +7,9 @@ own caption ranks first (top-1, "R = 1"). The paper reports mean +- std over spl
 the metric); `r_precision` returns both over `splits` equal chunks of the images.
 
 Plugging it in: the metric needs the images of the EMA generator for real captions and the
-DAMSM encoders the run was trained with. `AttnGANTask.r_precision(batches)` computes it for a
-run (ganzoo.tasks.attngan); `RPrecision` is the torchmetrics Metric behind metrics=rprecision,
-fed by the task's "text_image_codes" view during training evaluations and ganzoo.evaluate.
+DAMSM encoders the run was trained with. `RPrecision` is the torchmetrics Metric behind
+metrics=rprecision, fed by AttnGANTask's "text_image_codes" view (ganzoo.tasks.attngan) during
+training evaluations and ganzoo.evaluate.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganzoo.core.config import dataclass_from_dict
 from ganzoo.core.errors import ConfigError
 from ganzoo.core.weights import sha256_of
 from ganzoo.metrics.agreement import confusion_matrix, scores_from_confusion
 from ganzoo.metrics.cache import ManifestCache, fingerprint
+from ganzoo.metrics.recipe import EvaluatorRecipe, fit
 
 _ARCHITECTURE = "scene-net-v1"  # bump when SceneNet changes (part of the cache manifest)
 _META = "meta."  # payload keys that are not weights (training time, holdout scores)
@@ -85,19 +85,7 @@ class SceneNet(nn.Module):
         return segmentation, self.cls_head(features), features
 
 
-@dataclass(frozen=True)
-class SceneRecipe:
-    """How the evaluator is trained (conf/metrics/_base.yaml metrics.scene_evaluator)."""
-
-    train_samples: int = 1024  # training scenes
-    steps: int = 300  # Adam steps
-    batch_size: int = 32  # scenes per step
-    lr: float = 0.003  # peak lr of the one-cycle schedule
-    seed: int = 0  # initialisation and batch order
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> SceneRecipe:
-        return dataclass_from_dict(cls, values, "metrics.scene_evaluator")
+SceneRecipe = EvaluatorRecipe  # metrics.scene_evaluator: the recipe's defaults
 
 
 def _stack(samples: Sequence[Mapping[str, Tensor]], key: str) -> Tensor:
@@ -113,23 +101,12 @@ def train_scene_net(
     """Train a SceneNet (cross-entropy on labels + on scene class); the global RNG is untouched."""
     images, labels = _stack(samples, "image"), _stack(samples, "label_map")
     classes = _stack(samples, "class_id")
-    # enable_grad: the first use may come from inside an evaluation's no_grad block
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():
-        torch.manual_seed(recipe.seed)
-        net = SceneNet(num_labels, num_classes)
-        opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.steps)
-        order = torch.Generator().manual_seed(recipe.seed)
-        net.train()
-        for _ in range(recipe.steps):
-            idx = torch.randint(len(images), (recipe.batch_size,), generator=order)
-            seg, cls, _ = net(images[idx])
-            loss = F.cross_entropy(seg, labels[idx]) + F.cross_entropy(cls, classes[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            schedule.step()
-    return net.eval().requires_grad_(False)
+
+    def loss(net: SceneNet, idx: Tensor, rng: torch.Generator) -> Tensor:
+        seg, cls, _ = net(images[idx])
+        return F.cross_entropy(seg, labels[idx]) + F.cross_entropy(cls, classes[idx])
+
+    return fit(lambda: SceneNet(num_labels, num_classes), len(images), recipe, loss)
 
 
 class SceneEvaluator(nn.Module):

@@ -20,7 +20,7 @@ lambda: 5 (CUB), 50 (COCO). Adam 2e-4, betas (0.5, 0.999) for G and D.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -30,7 +30,6 @@ from torch import Tensor, nn
 from ganzoo.core.errors import ConfigError
 from ganzoo.data.batch import Batch
 from ganzoo.losses.damsm import ca_kl, sentence_loss, word_loss
-from ganzoo.metrics.r_precision import r_precision
 from ganzoo.models.attngan import AttnGANDiscriminator, AttnGANGenerator
 from ganzoo.models.damsm import DAMSM
 from ganzoo.tasks.base import GANTask, Phase
@@ -238,22 +237,6 @@ class AttnGANTask(GANTask):
         finally:
             net.train(was)
         return images, maps
-
-    @torch.no_grad()
-    def r_precision(
-        self, batches: Iterable[Batch], candidates: int = 100, splits: int = 1, seed: int = 0
-    ) -> tuple[float, float]:
-        """R-precision of the EMA generator's images for the captions of `batches`."""
-        g = torch.Generator().manual_seed(seed)
-        self.damsm.eval()
-        codes, sentences = [], []
-        for batch in batches:
-            batch = batch.to(self.device)
-            fake = self.sample_ema(batch, self.sample_latents(batch.size, g).to(self.device))
-            code, sentence = self.evaluation_view("text_image_codes", batch, fake)
-            codes.append(code.cpu())
-            sentences.append(sentence.cpu())
-        return r_precision(torch.cat(codes), torch.cat(sentences), candidates, splits, g)
 
     evaluation_views = ("text_image_codes",)
 
