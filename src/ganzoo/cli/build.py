@@ -149,8 +149,40 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt = resume_path(cfg, run_dir)
     if ckpt is not None:
         print(f"ganzoo: resuming from {ckpt}")
+        if cfg.init_from is not None:
+            print(f"ganzoo: init_from={cfg.init_from} ignored: the run resumes its own checkpoint")
+    elif cfg.init_from is not None:
+        init_from(task, Path(str(cfg.init_from)))
     trainer.fit(task, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def init_from(task: GANTask, path: Path) -> None:
+    """Fine-tuning: the networks' weights of a ganzoo checkpoint (trained or converted) into
+    `task`; optimisers, schedules and the iteration count start fresh (unlike a resume)."""
+    if not path.is_file():
+        raise ConfigError(f"init_from={path} does not exist")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if "ganzoo_config" not in checkpoint:
+        raise ConfigError(f"init_from={path} is not a ganzoo checkpoint (no ganzoo_config)")
+    theirs = str(checkpoint["ganzoo_config"]["model"]["_target_"])
+    ours = type(task).__module__ + "." + type(task).__name__
+    if theirs != ours:
+        raise ConfigError(f"init_from={path} holds a {theirs} run; this run is {ours}")
+    own = task.state_dict()
+    counters = ("iteration", "images_seen")
+    state = {k: v for k, v in checkpoint["state_dict"].items() if k not in counters}
+    unknown = sorted(k for k in state if k not in own)
+    missing = sorted(k for k in own if k not in state and k not in counters)
+    shapes = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    for problem, keys in (("unknown", unknown), ("missing", missing), ("of other shapes", shapes)):
+        if keys:
+            listed = ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+            raise ConfigError(f"init_from={path}: keys {problem} in this model: {listed}")
+    task.load_state_dict({**own, **state})
+    source = checkpoint.get("ganzoo_source")
+    origin = f" (converted from {source['files'][0]['name']})" if source and source["files"] else ""
+    print(f"ganzoo: initialised from {path}{origin}: weights only, fresh optimisers, iteration 0")
 
 
 def load_run(ckpt: Path, device: str) -> tuple[GANTask, DictConfig]:
