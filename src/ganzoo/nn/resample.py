@@ -2,8 +2,9 @@
 
 StyleGAN2 (Karras et al., CVPR 2020, Sec. 2 and Appendix B) replaces nearest/bilinear resampling
 by a low-pass FIR filter, [1, 3, 3, 1] by default (its outer product, normalised to sum 1).
-The operations follow stylegan2-ada-pytorch torch_utils/ops/upfirdn2d.py (its `_upfirdn2d_ref`,
-the slow reference path) and conv2d_resample.py; the compiled CUDA plugins are not used.
+The operations follow stylegan2-ada-pytorch torch_utils/ops/upfirdn2d.py (its `_upfirdn2d_ref`:
+one depthwise convolution for all channels) and conv2d_resample.py (its fused paths: stride-2
+transposed conv then filter, filter then stride-2 conv); the compiled CUDA plugins are not used.
 
 `upfirdn2d(x, f, up, down, padding)` for each channel: insert up - 1 zeros after every pixel,
 pad (negative = crop), convolve with f so that output pixels see only the padded input, keep
@@ -61,22 +62,37 @@ def upfirdn2d(
     flip_filter: bool = False,  # False = convolution, True = correlation
     gain: float = 1.0,  # overall signal gain (upsampling by k needs k**2)
 ) -> Tensor:
-    """Upsample, pad, FIR-filter and downsample every channel of x (upfirdn2d.py:169-208)."""
-    n, c, h, w = x.shape
-    px0, px1, py0, py1 = _pad4(padding)
-    if up > 1:  # zeros after each pixel: (N, C, H, 1, W, 1) -> (N, C, H*up, W*up)
-        x = x.reshape(n, c, h, 1, w, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(n, c, h * up, w * up)
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
-    if f is None:
-        f = torch.ones(1, 1, dtype=x.dtype, device=x.device)
-    f = (f * gain ** (f.ndim / 2)).to(x.dtype)
-    if not flip_filter:  # conv2d correlates: flip for a true convolution
-        f = f.flip(list(range(f.ndim)))
-    hh, ww = x.shape[2], x.shape[3]
-    x = x.reshape(n * c, 1, hh, ww)  # one depthwise channel per image plane
+    """Upsample, pad, FIR-filter and downsample every channel of x (upfirdn2d.py:169-208).
+
+    One depthwise convolution (groups = C) filters all channels at once, as the official
+    reference path does; downsampling is the convolution's stride (the same output pixels as
+    filtering everything and keeping every down-th one, without computing the others).
+    `upfirdn2d_reference` is the plain per-plane version this one is tested against.
+    """
+    c = x.shape[1]
+    x = _upsample_zeros_and_pad(x, up, _pad4(padding))
+    f = _prepare_filter(f, x, flip_filter, gain)
+    if f.ndim == 2:  # (C, 1, fh, fw)
+        return F.conv2d(x, f[None, None].expand(c, 1, -1, -1), stride=down, groups=c)
+    x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, -1), stride=(1, down), groups=c)
+    return F.conv2d(x, f[None, None, :, None].expand(c, 1, -1, 1), stride=(down, 1), groups=c)
+
+
+def upfirdn2d_reference(
+    x: Tensor,
+    f: Tensor | None,
+    up: int = 1,
+    down: int = 1,
+    padding: Padding = 0,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> Tensor:
+    """The plain form of `upfirdn2d` (same arguments): every image plane as its own
+    single-channel image, the full-resolution result sliced to keep every down-th pixel."""
+    n, c = x.shape[:2]
+    x = _upsample_zeros_and_pad(x, up, _pad4(padding))
+    f = _prepare_filter(f, x, flip_filter, gain)
+    x = x.reshape(n * c, 1, x.shape[2], x.shape[3])  # one channel per image plane
     if f.ndim == 2:
         x = F.conv2d(x, f[None, None])
     else:
@@ -84,6 +100,31 @@ def upfirdn2d(
         x = F.conv2d(x, f[None, None, :, None])  # along y
     x = x.reshape(n, c, x.shape[2], x.shape[3])
     return x[:, :, ::down, ::down] if down > 1 else x
+
+
+def _upsample_zeros_and_pad(x: Tensor, up: int, pad: tuple[int, int, int, int]) -> Tensor:
+    """Insert up - 1 zeros after each pixel, then pad (x0, x1, y0, y1); negative crops."""
+    n, c, h, w = x.shape
+    px0, px1, py0, py1 = pad
+    if up > 1:  # (N, C, H, 1, W, 1) -> (N, C, H*up, W*up)
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    if max(px0, px1, py0, py1) > 0:
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    if min(px0, px1, py0, py1) < 0:
+        x = x[
+            :, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)
+        ]
+    return x
+
+
+def _prepare_filter(f: Tensor | None, x: Tensor, flip_filter: bool, gain: float) -> Tensor:
+    """The filter in x's dtype, times gain**(ndim / 2), flipped for a true convolution."""
+    if f is None:
+        f = torch.ones(1, 1, dtype=x.dtype, device=x.device)
+    f = (f * gain ** (f.ndim / 2)).to(x.dtype)
+    return f if flip_filter else f.flip(list(range(f.ndim)))  # conv2d correlates
 
 
 def upsample2d(x: Tensor, f: Tensor, up: int = 2, padding: Padding = 0, gain: float = 1) -> Tensor:
