@@ -23,6 +23,7 @@ from ganzoo.data.batch import Batch, collate
 from ganzoo.info import describe
 from ganzoo.models.biggan import BigGANDiscriminator, BigGANGenerator
 from ganzoo.nn.attention import SelfAttention
+from ganzoo.nn.biggan_sn import BigGANSpectralNorm
 from ganzoo.nn.conditional_bn import ConditionalBatchNorm2d, accumulate_standing_stats
 from ganzoo.nn.orthogonal import add_orthogonal_gradient, orthogonal_gradient, orthogonal_penalty
 from ganzoo.tasks.base import GANTask, Phase
@@ -90,7 +91,7 @@ OFFICIAL_256 = {"G": 82_097_604, "D": 99_225_890}
 def test_experiments_compose_and_the_256_arch_builds_on_meta(make_cfg) -> None:
     cfg = make_cfg("experiment=biggan_imagenet128")
     assert cfg.data.global_batch_size == 2048 and cfg.model.accumulate == 8
-    assert cfg.optim.num_d_steps == 2 and cfg.model.ema.start_iteration == 40000
+    assert cfg.optim.num_d_steps == 2 and cfg.model.ema.start_iteration == 20000
     for overrides in (
         ["model=biggan", "data=imagenet", "data.resolution=256"],
         ["experiment=biggan_imagenet256"],
@@ -111,8 +112,8 @@ def test_paper_architecture_details_on_meta() -> None:
     assert [len(s) for s in d.blocks] == [2, 1, 1, 1, 1, 1]  # attention after 128 -> 64
     assert [s[0].downsample for s in d.blocks] == [True] * 5 + [False]
     # spectral norm everywhere but G's shared embedding
-    assert not hasattr(g.shared, "parametrizations")
-    assert all(hasattr(m, "parametrizations") for m in (g.linear, d.linear, d.embed))
+    assert not isinstance(g.shared, BigGANSpectralNorm)
+    assert all(isinstance(m, BigGANSpectralNorm) for m in (g.linear, d.linear, d.embed))
     with pytest.raises(ValueError, match="valid: 8, 16, 32, 64, 128"):
         BigGANGenerator(128, attention=(48,))
     with pytest.raises(ValueError, match="valid: 32, 64, 128, 256"):
@@ -126,8 +127,10 @@ def test_conditional_bn_uses_the_condition() -> None:
     x = torch.randn(4, 6, 3, 3)
     c1, c2 = torch.randn(4, 5), torch.randn(4, 5)
     assert not torch.allclose(cbn(x, c1), cbn(x, c2))
-    cbn.eval()  # frozen power iteration: the weights below are the ones the forward uses
-    w_gain, w_bias = cbn.gain.weight, cbn.bias.weight  # (6, 5) each, spectral-normalised
+    for _ in range(30):  # training-mode power iterations converge u
+        cbn.gain.normalized_weight()
+    cbn.eval()  # the power iteration no longer stores u: the weights below are the forward's
+    w_gain, w_bias = cbn.gain.normalized_weight(), cbn.bias.normalized_weight()  # (6, 5) each
     assert torch.linalg.matrix_norm(w_gain, ord=2).item() == pytest.approx(1.0, rel=1e-3)
     mean, var = x.mean((0, 2, 3), keepdim=True), x.var((0, 2, 3), unbiased=False, keepdim=True)
     normed = (x - mean) / torch.sqrt(var + 1e-5)
@@ -224,7 +227,7 @@ def test_task_applies_ortho_to_g_but_not_the_shared_embedding(make_cfg) -> None:
     task.on_before_optimizer_step(opt_d)  # the D step: untouched
     assert all(p.grad.abs().max() == 0 for p in task.generator.parameters())
     task.on_before_optimizer_step(opt_g)
-    linear = task.generator.linear.parametrizations.weight.original
+    linear = task.generator.linear.weight
     torch.testing.assert_close(linear.grad, 1e-4 * orthogonal_gradient(linear.detach()))
     assert task.generator.shared.weight.grad.abs().max() == 0
 
@@ -276,10 +279,18 @@ def test_optim_choices_set_the_d_to_g_schedule(make_cfg, optim, lrs, d_per_g, or
 def test_ema_is_a_copy_before_its_start_iteration(make_cfg) -> None:
     paper = build_task(make_cfg(*TINY, "data=imagenet"))  # no synthetic preset
     assert (paper.ema_spec.decay, paper.ema_spec.start_iteration) == (0.9999, 20000)
-    task = build_task(make_cfg(*TINY, "optim=biggan_code", "model.ema.start_iteration=2"))
+    # start_iteration counts G updates from 1 (the official state_dict['itr']): 3 copies at G
+    # updates 1 and 2; with 2 D steps per G step (biggan_paper) G updates 1, 2 are iterations 1, 3
+    for optim, expected in (("biggan_code", [True, True, False, False]),
+                            ("biggan_paper", [True, True, True, True])):  # fmt: skip
+        task = build_task(make_cfg(*TINY, f"optim={optim}", "model.ema.start_iteration=3"))
+        log = CallLog()
+        _fit(task, _random_batches(4, 2), log)
+        assert log.ema_equals_g == expected, optim
+    task = build_task(make_cfg(*TINY, "optim=biggan_paper", "model.ema.start_iteration=2"))
     log = CallLog()
     _fit(task, _random_batches(4, 2), log)
-    assert log.ema_equals_g == [True, True, False, False]
+    assert log.ema_equals_g == [True, True, True, False]  # G update 2 = iteration 3 decays
 
 
 # ----- sampling: standing statistics, truncation ------------------------------------------

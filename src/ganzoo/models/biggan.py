@@ -9,13 +9,15 @@ Image Synthesis", ICLR 2019), faithful to ajbrock/BigGAN-PyTorch BigGAN.py and l
   class embedding onto the features.
 
 Channel widths per resolution are the official arch dicts (`G_ARCH`, `D_ARCH`). Spectral norm
-(one power iteration per training forward, BigGAN's num_svs 1 / num_itrs 1) is
-torch.nn.utils.parametrizations.spectral_norm with the official epsilon, on every conv, linear
-and embedding of G and D except G's shared embedding (BigGAN.py: "applying SN to G's embedding
-seems to randomly cripple G"). Parameter counts equal the official ones (SN adds buffers
-only); the state-dict keys read `conv1.parametrizations.weight.original` instead of the
-official `conv1.weight` + `conv1.u0` / `sv0`, and in eval mode the stored singular vectors are
-used as they are, where the official SN runs one more (non-updating) power iteration.
+is BigGAN's own (ganzoo.nn.biggan_sn: its power-iteration order, a random u at the start, the
+power iteration also run (without storing) in eval mode, buffers `u0` / `sv0`), with
+num_svs 1 and `sn_itrs` (1) iterations per forward and the official epsilon, on every conv,
+linear and embedding of G and D except G's shared embedding (BigGAN.py: "applying SN to G's
+embedding seems to randomly cripple G"). Layers are built in the official order, so that the
+same seed gives the official initial weights. Parameter counts equal the official ones (SN adds
+buffers only), and the state-dict keys of the convs, linears and embeddings are the official
+ones; the BatchNorm statistics are kept by torch BatchNorm modules (`bn1.bn.running_mean` for
+the official `bn1.stored_mean`; ganzoo.official.biggan maps them).
 Weights are initialised orthogonally (--G_init / --D_init ortho); biases keep PyTorch's
 default init, as in the official code.
 """
@@ -29,10 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
-from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import spectral_norm
 
 from ganzoo.nn.attention import SelfAttention
+from ganzoo.nn.biggan_sn import SNConv2d, SNEmbedding, SNLinear
 from ganzoo.nn.conditional_bn import ConditionalBatchNorm2d
 
 
@@ -91,16 +92,9 @@ def _arch(table: dict[int, Arch], resolution: int, attention: Sequence[int], who
     return arch
 
 
-def _sn(module: nn.Module, sn_eps: float) -> nn.Module:
-    """Spectral norm on `module.weight`, one power iteration per training forward."""
-    spectral_norm(module, n_power_iterations=1, eps=sn_eps)
-    return module
-
-
-def _conv(in_ch: int, out_ch: int, kernel_size: int, sn_eps: float) -> nn.Conv2d:
-    conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2)
-    _sn(conv, sn_eps)
-    return conv
+def _conv(in_ch: int, out_ch: int, kernel_size: int, sn_eps: float, sn_itrs: int) -> nn.Conv2d:
+    """layers.SNConv2d: 3x3 (padding 1) or 1x1 (padding 0), with bias."""
+    return SNConv2d(in_ch, out_ch, kernel_size, kernel_size // 2, num_itrs=sn_itrs, eps=sn_eps)
 
 
 class GBlock(nn.Module):
@@ -115,16 +109,18 @@ class GBlock(nn.Module):
         bn_eps: float,  # BatchNorm epsilon (1e-5)
         sn_eps: float,  # spectral-norm epsilon (1e-6)
         upsample: bool,  # nearest x2 (every official G block)
+        sn_itrs: int = 1,  # power iterations per forward (--num_G_SV_itrs)
     ) -> None:
         super().__init__()
         self.upsample = upsample
-        self.bn1 = ConditionalBatchNorm2d(in_channels, cond_dim, bn_eps, 0.1, sn_eps)
-        self.conv1 = _conv(in_channels, out_channels, 3, sn_eps)
-        self.bn2 = ConditionalBatchNorm2d(out_channels, cond_dim, bn_eps, 0.1, sn_eps)
-        self.conv2 = _conv(out_channels, out_channels, 3, sn_eps)
+        # the official construction order (convs, then BNs): the same seed, the same init
+        self.conv1 = _conv(in_channels, out_channels, 3, sn_eps, sn_itrs)
+        self.conv2 = _conv(out_channels, out_channels, 3, sn_eps, sn_itrs)
         self.learnable_sc = in_channels != out_channels or upsample
         if self.learnable_sc:
-            self.conv_sc = _conv(in_channels, out_channels, 1, sn_eps)
+            self.conv_sc = _conv(in_channels, out_channels, 1, sn_eps, sn_itrs)
+        self.bn1 = ConditionalBatchNorm2d(in_channels, cond_dim, bn_eps, 0.1, sn_eps, sn_itrs)
+        self.bn2 = ConditionalBatchNorm2d(out_channels, cond_dim, bn_eps, 0.1, sn_eps, sn_itrs)
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         h = F.relu(self.bn1(x, cond))
@@ -160,6 +156,7 @@ class BigGANGenerator(nn.Module):
         sn_eps: float = 1e-6,  # spectral-norm epsilon (--SN_eps; launch script 1e-6)
         bottom_width: int = 4,  # spatial size after the first linear layer
         init_orthogonal: bool = True,  # --G_init ortho (False: PyTorch's default init)
+        sn_itrs: int = 1,  # spectral-norm power iterations per forward (--num_G_SV_itrs)
     ) -> None:
         super().__init__()
         arch = _arch(G_ARCH, resolution, attention, "BigGANGenerator")
@@ -173,23 +170,25 @@ class BigGANGenerator(nn.Module):
         self.first_channels = arch.in_mult[0] * ch
         cond_dim = shared_dim + self.z_chunk_size
         self.shared = nn.Embedding(num_classes, shared_dim)  # no spectral norm (official)
-        self.linear = _sn(
-            nn.Linear(self.dim_z // self.num_slots, self.first_channels * bottom_width**2),
-            sn_eps,
+        self.linear = SNLinear(
+            self.dim_z // self.num_slots,
+            self.first_channels * bottom_width**2,
+            num_itrs=sn_itrs,
+            eps=sn_eps,
         )
         self.blocks = nn.ModuleList()
         for i, (mi, mo) in enumerate(zip(arch.in_mult, arch.out_mult, strict=True)):
             stage = nn.ModuleList(
-                [GBlock(mi * ch, mo * ch, cond_dim, bn_eps, sn_eps, arch.resample[i])]
+                [GBlock(mi * ch, mo * ch, cond_dim, bn_eps, sn_eps, arch.resample[i], sn_itrs)]
             )
             if arch.resolution[i] in attention:
-                stage.append(SelfAttention(mo * ch, sn_eps))
+                stage.append(SelfAttention(mo * ch, sn_eps, sn_itrs))
             self.blocks.append(stage)
         self.output_layer = nn.Sequential(
             # layers.bn: gain 1, bias 0, and its own default eps 1e-5 (BN_eps is not passed)
             nn.BatchNorm2d(arch.out_mult[-1] * ch, eps=1e-5, momentum=0.1),
             nn.ReLU(),
-            _conv(arch.out_mult[-1] * ch, 3, 3, sn_eps),
+            _conv(arch.out_mult[-1] * ch, 3, 3, sn_eps, sn_itrs),
         )
         if init_orthogonal:
             init_orthogonal_(self)
@@ -230,15 +229,16 @@ class DBlock(nn.Module):
         sn_eps: float,  # spectral-norm epsilon
         preactivation: bool,  # ReLU on the input (all blocks but the first)
         downsample: bool,  # average pool 2x2
+        sn_itrs: int = 1,  # power iterations per forward (--num_D_SV_itrs)
     ) -> None:
         super().__init__()
         self.preactivation = preactivation
         self.downsample = downsample
-        self.conv1 = _conv(in_channels, out_channels, 3, sn_eps)  # wide: hidden = out
-        self.conv2 = _conv(out_channels, out_channels, 3, sn_eps)
+        self.conv1 = _conv(in_channels, out_channels, 3, sn_eps, sn_itrs)  # wide: hidden = out
+        self.conv2 = _conv(out_channels, out_channels, 3, sn_eps, sn_itrs)
         self.learnable_sc = in_channels != out_channels or downsample
         if self.learnable_sc:
-            self.conv_sc = _conv(in_channels, out_channels, 1, sn_eps)
+            self.conv_sc = _conv(in_channels, out_channels, 1, sn_eps, sn_itrs)
 
     def shortcut(self, x: Tensor) -> Tensor:
         if self.preactivation:
@@ -271,6 +271,7 @@ class BigGANDiscriminator(nn.Module):
         attention: Sequence[int] = (64,),  # block resolutions followed by self-attention
         sn_eps: float = 1e-6,  # spectral-norm epsilon
         init_orthogonal: bool = True,  # --D_init ortho
+        sn_itrs: int = 1,  # spectral-norm power iterations per forward (--num_D_SV_itrs)
     ) -> None:
         super().__init__()
         arch = _arch(D_ARCH, resolution, attention, "BigGANDiscriminator")
@@ -279,13 +280,14 @@ class BigGANDiscriminator(nn.Module):
         self.blocks = nn.ModuleList()
         for i, (mi, mo) in enumerate(zip(arch.in_mult, arch.out_mult, strict=True)):
             in_ch = 3 if i == 0 else mi * ch
-            stage = nn.ModuleList([DBlock(in_ch, mo * ch, sn_eps, i > 0, arch.resample[i])])
+            block = DBlock(in_ch, mo * ch, sn_eps, i > 0, arch.resample[i], sn_itrs)
+            stage = nn.ModuleList([block])
             if arch.resolution[i] in attention:
-                stage.append(SelfAttention(mo * ch, sn_eps))
+                stage.append(SelfAttention(mo * ch, sn_eps, sn_itrs))
             self.blocks.append(stage)
         features = arch.out_mult[-1] * ch
-        self.linear = _sn(nn.Linear(features, 1), sn_eps)
-        self.embed = _sn(nn.Embedding(num_classes, features), sn_eps)  # projection
+        self.linear = SNLinear(features, 1, num_itrs=sn_itrs, eps=sn_eps)
+        self.embed = SNEmbedding(num_classes, features, num_itrs=sn_itrs, eps=sn_eps)  # projection
         if init_orthogonal:
             init_orthogonal_(self)
 
@@ -303,32 +305,15 @@ class BigGANDiscriminator(nn.Module):
         return out + torch.sum(self.embed(y) * h, dim=1, keepdim=True)  # + projection
 
 
-def _raw_weight(m: nn.Module) -> Tensor:
-    """The trainable weight of a layer, under spectral norm if it has one."""
-    if parametrize.is_parametrized(m, "weight"):
-        original = m.parametrizations["weight"].original  # type: ignore[index,union-attr]
-        assert isinstance(original, Tensor)
-        return original
-    weight = m.weight
-    assert isinstance(weight, Tensor)
-    return weight
-
-
 @torch.no_grad()
-def init_orthogonal_(net: nn.Module, power_iterations: int = 15) -> None:
-    """BigGAN.py init_weights('ortho'): orthogonal weights for every conv, linear and embedding;
-    biases untouched. Spectral norm's singular vectors are then re-estimated for the new
-    weights (as many iterations as torch runs at registration). No-op on the meta device."""
+def init_orthogonal_(net: nn.Module) -> None:
+    """BigGAN.py init_weights('ortho'): orthogonal weights for every conv, linear and embedding,
+    in module order; biases untouched. Spectral norm's u keeps its random start, as in the
+    official code. No-op on the meta device."""
     for m in net.modules():
         if not isinstance(m, _ConvNd | nn.Linear | nn.Embedding):
             continue
-        weight = _raw_weight(m)
-        if weight.is_meta:
-            continue
-        nn.init.orthogonal_(weight)
-        if parametrize.is_parametrized(m, "weight"):
-            was_training = m.training
-            m.train()
-            for _ in range(power_iterations):
-                m.weight  # noqa: B018 -- each read in training mode runs one power iteration
-            m.train(was_training)
+        weight = m.weight
+        assert isinstance(weight, Tensor)
+        if not weight.is_meta:
+            nn.init.orthogonal_(weight)

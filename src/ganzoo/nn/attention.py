@@ -13,14 +13,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
+
+from ganzoo.nn.biggan_sn import SNConv2d
 
 
-def _conv1x1(in_channels: int, out_channels: int, sn_eps: float | None) -> nn.Conv2d:
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, padding=0, bias=False)
-    if sn_eps is not None:
-        spectral_norm(conv, n_power_iterations=1, eps=sn_eps)
-    return conv
+def _conv1x1(in_channels: int, out_channels: int, sn_eps: float | None, sn_itrs: int) -> nn.Conv2d:
+    if sn_eps is None:
+        return nn.Conv2d(in_channels, out_channels, kernel_size=1, padding=0, bias=False)
+    return SNConv2d(in_channels, out_channels, 1, 0, bias=False, num_itrs=sn_itrs, eps=sn_eps)
 
 
 class SelfAttention(nn.Module):
@@ -29,17 +29,18 @@ class SelfAttention(nn.Module):
     def __init__(
         self,
         channels: int,  # C; C/8 for queries and keys and C/2 for values (BigGAN 96 ch: 384 at 64px)
-        sn_eps: float | None,  # spectral norm on the four convs with this epsilon (BigGAN 1e-6);
-        #                        None = plain convs
+        sn_eps: float | None,  # BigGAN's spectral norm (ganzoo.nn.biggan_sn) on the four convs
+        #                        with this epsilon (BigGAN 1e-6); None = plain convs
+        sn_itrs: int = 1,  # power iterations per forward (--num_G_SV_itrs / --num_D_SV_itrs)
     ) -> None:
         super().__init__()
         if channels % 8:
             raise ValueError(f"SelfAttention needs channels divisible by 8; got {channels}")
         self.channels = channels
-        self.theta = _conv1x1(channels, channels // 8, sn_eps)  # queries
-        self.phi = _conv1x1(channels, channels // 8, sn_eps)  # keys
-        self.g = _conv1x1(channels, channels // 2, sn_eps)  # values
-        self.o = _conv1x1(channels // 2, channels, sn_eps)  # back to C
+        self.theta = _conv1x1(channels, channels // 8, sn_eps, sn_itrs)  # queries
+        self.phi = _conv1x1(channels, channels // 8, sn_eps, sn_itrs)  # keys
+        self.g = _conv1x1(channels, channels // 2, sn_eps, sn_itrs)  # values
+        self.o = _conv1x1(channels // 2, channels, sn_eps, sn_itrs)  # back to C
         self.gamma = nn.Parameter(torch.tensor(0.0))  # learnable gain, 0 at the start
 
     def forward(self, x: Tensor) -> Tensor:

@@ -25,7 +25,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.utils.parametrizations import spectral_norm
+
+from ganzoo.nn.biggan_sn import SNLinear
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -37,17 +38,21 @@ class ConditionalBatchNorm2d(nn.Module):
         cond_dim: int,  # length of the conditioning vector (BigGAN: 128 shared + 20 z = 148)
         eps: float,  # BatchNorm epsilon (BigGAN --BN_eps 1e-5)
         momentum: float,  # running-statistics momentum (BigGAN 0.1)
-        sn_eps: float | None,  # spectral norm on the gain / bias maps with this epsilon
-        #                        (BigGAN: SNLinear, SN_eps 1e-6); None = plain linear maps
+        sn_eps: float | None,  # BigGAN's spectral norm (ganzoo.nn.biggan_sn.SNLinear) on the
+        #                        gain / bias maps with this epsilon (SN_eps 1e-6); None = plain
+        sn_itrs: int = 1,  # power iterations per forward (--num_G_SV_itrs)
     ) -> None:
         super().__init__()
         self.num_features = num_features
         self.cond_dim = cond_dim
-        self.gain = nn.Linear(cond_dim, num_features, bias=False)
-        self.bias = nn.Linear(cond_dim, num_features, bias=False)
-        if sn_eps is not None:
-            spectral_norm(self.gain, n_power_iterations=1, eps=sn_eps)
-            spectral_norm(self.bias, n_power_iterations=1, eps=sn_eps)
+        self.gain: nn.Linear
+        self.bias: nn.Linear
+        for name in ("gain", "bias"):
+            if sn_eps is None:
+                layer = nn.Linear(cond_dim, num_features, bias=False)
+            else:
+                layer = SNLinear(cond_dim, num_features, bias=False, num_itrs=sn_itrs, eps=sn_eps)
+            setattr(self, name, layer)
         self.bn = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, affine=False)
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:

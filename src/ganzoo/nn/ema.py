@@ -4,14 +4,21 @@ Karras et al. (StyleGAN2-ADA, training_loop.py) give the decay as a half-life in
 images: beta = 0.5 ** (batch / (half_life_kimg * 1000)), with an optional ramp-up
 that caps the half-life at rampup * images_seen early in training. BigGAN uses a
 fixed decay (0.9999) that starts at a given iteration, copying the weights before.
+
+Buffers: StyleGAN2-ADA copies them from the network (`buffers="copy"`, the default); BigGAN's
+utils.ema averages every state-dict entry, BatchNorm running statistics and spectral-norm
+vectors included (`buffers="average"`), with its own arithmetic ema * beta + x * (1 - beta).
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import torch
 from torch import nn
+
+EmaBuffers = Literal["copy", "average"]
 
 
 def ema_beta(
@@ -40,8 +47,27 @@ def make_ema_copy(module: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def update_ema(ema: nn.Module, module: nn.Module, beta: float) -> None:
-    """ema_param <- lerp(param, ema_param, beta); buffers (BN statistics, SN vectors) copied."""
+def update_ema(
+    ema: nn.Module, module: nn.Module, beta: float, buffers: EmaBuffers = "copy"
+) -> None:
+    """One EMA step.
+
+    "copy": ema_param <- lerp(param, ema_param, beta); buffers (BN statistics, SN vectors)
+    copied (StyleGAN2-ADA). "average": BigGAN-PyTorch utils.ema.update, every floating-point
+    state-dict entry (parameters and buffers) <- entry_ema * beta + entry * (1 - beta);
+    integer buffers (BatchNorm's num_batches_tracked, which the official BN lacks) copied.
+    """
+    if buffers == "average":
+        target = ema.state_dict(keep_vars=True)
+        for key, value in module.state_dict(keep_vars=True).items():
+            t = target[key]
+            if t.is_floating_point():
+                t.copy_(t * beta + value.detach() * (1 - beta))
+            else:
+                t.copy_(value)
+        return
+    if buffers != "copy":
+        raise ValueError(f"ema buffers={buffers!r}; valid: copy, average")
     for p_ema, p in zip(ema.parameters(), module.parameters(), strict=True):
         p_ema.copy_(p.detach().lerp(p_ema, beta))
     for b_ema, b in zip(ema.buffers(), module.buffers(), strict=True):

@@ -11,7 +11,12 @@ classes; D judges fakes and reals in one forward (the official default, split_D 
   gradient form added after the (accumulated) backward, before the step, on every G weight
   but the shared class embedding (ganzoo.nn.orthogonal).
 - Gradient accumulation: GANTask's `accumulate` (the loss of each micro-batch / accumulate).
-- EMA of G (decay 0.9999, a plain copy before `ema.start_iteration`): GANTask's EmaSpec.
+- EMA of G as the official utils.ema (decay 0.9999): after each G step, every state-dict entry of
+  G_ema (weights, BatchNorm running statistics, spectral-norm u and sv) <- G_ema * decay +
+  G * (1 - decay), so G_ema samples in eval mode with averaged statistics (`ema.buffers:
+  average`; `copy` copies the buffers from G instead, as StyleGAN2-ADA). `ema.start_iteration`
+  counts G updates, 1-based, as the official state_dict['itr'] (--ema_start 20000 is 20,000 G
+  updates, also with 2 D steps per G step): before it G_ema is a plain copy of G.
 - Cross-replica (sync) BatchNorm in G when trained on several GPU processes (`sync_batchnorm`);
   G_ema keeps per-process BatchNorm (it is sampled on rank 0 alone).
 - Sampling: G_ema in eval mode with BN running statistics (the official --G_eval_mode) or, with
@@ -34,6 +39,7 @@ from ganzoo.core.errors import ConfigError
 from ganzoo.data.batch import Batch
 from ganzoo.losses.adversarial import d_loss, g_loss
 from ganzoo.nn.conditional_bn import accumulate_standing_stats
+from ganzoo.nn.ema import EmaBuffers, update_ema
 from ganzoo.nn.orthogonal import add_orthogonal_gradient
 from ganzoo.tasks.base import GANTask, Phase
 
@@ -76,7 +82,8 @@ class BigGanTask(GANTask):
         generator: nn.Module,  # ganzoo.models.biggan.BigGANGenerator
         discriminator: nn.Module,  # ganzoo.models.biggan.BigGANDiscriminator
         optim: dict[str, Any],  # conf/optim/biggan_*: OptimSpec fields + num_d_steps, ortho_reg
-        ema: dict[str, Any],  # EmaSpec fields (BigGAN: decay 0.9999, start_iteration 20000)
+        ema: dict[str, Any],  # EmaSpec fields (BigGAN: decay 0.9999, start_iteration 20000 G
+        #                        updates) + buffers: average (official) | copy
         total_iterations: int,  # run length
         num_classes: int,  # classes to draw fakes from (ImageNet 1000)
         accumulate: int,  # micro-batches per optimiser step (official bs256x8: 8)
@@ -93,6 +100,11 @@ class BigGanTask(GANTask):
         ortho_reg = float(optim.pop("ortho_reg"))
         if num_d_steps < 1:
             raise ConfigError(f"optim.num_d_steps must be >= 1; got {num_d_steps}")
+        ema = dict(ema)
+        ema_buffers = str(ema.pop("buffers", "average"))
+        if ema_buffers not in ("average", "copy"):
+            raise ConfigError(f"model.ema.buffers={ema_buffers}; valid: average, copy")
+        self.ema_buffers: EmaBuffers = "average" if ema_buffers == "average" else "copy"
         super().__init__(generator, discriminator, optim, ema, total_iterations, accumulate)
         self.num_classes = num_classes
         self.num_d_steps = num_d_steps
@@ -136,6 +148,18 @@ class BigGanTask(GANTask):
     def generator_loss(self, batch: Batch) -> dict[str, Tensor]:
         fake, y = self._fake(batch.size, batch.image.device)
         return {"gan": g_loss(self.gan_mode, self.discriminator(fake, y), "mean")}
+
+    def g_updates(self) -> int:
+        """G updates so far, this one included, during a G phase (the official 1-based
+        state_dict['itr'] that utils.ema.update receives)."""
+        return int(self.iteration) // self.num_d_steps + 1
+
+    def _update_ema(self, batch_size: int) -> None:
+        """utils.ema.update(itr): a plain copy while itr < ema.start_iteration (G updates),
+        then decay; every state-dict entry averaged with `ema.buffers: average`."""
+        spec = self.ema_spec
+        beta = 0.0 if self.g_updates() < spec.start_iteration else spec.decay
+        update_ema(self.generator_ema, self.generator, beta, self.ema_buffers)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """GANTask's clipping (when configured), then orthogonal regularisation on G's complete
