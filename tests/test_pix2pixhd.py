@@ -124,10 +124,14 @@ def test_task_with_features_trains_e_and_d_judges_the_g_phase_fake(make_cfg) -> 
     task = build_task(cfg)
     batch = build_datamodule(cfg).fixed_batch(2)
     assert task.generator.input_nc == 15 + 1 + 3  # labels + edges + feat_num
-    # E averages over (label, instance) pairs: these scenes give every background class id 0.
+    # E averages over instance ids as the official Encoder; instance_regions=label_instance
+    # over (label, instance) pairs (these scenes give every background class id 0).
+    assert torch.equal(task.regions(batch.label_map, batch.instance_map), batch.instance_map)
+    task.instance_regions = "label_instance"
     regions = task.regions(batch.label_map, batch.instance_map)
     pairs = torch.unique(batch.label_map[0] * 1000 + batch.instance_map[0])
-    assert len(regions[0].unique()) == len(pairs)
+    assert len(regions[0].unique()) == len(pairs) > len(batch.instance_map[0].unique())
+    task.instance_regions = "instance"
     terms = task.generator_loss(batch)
     assert set(terms) == {"gan", "feat"}
     sum(terms.values()).backward()

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from ganzoo.models.spade import ConvEncoder, SPADEGenerator, SPADEResnetBlock
 from ganzoo.nn.init import init_weights, pix2pixhd_init
 from ganzoo.nn.patch_discriminator import MultiscaleDiscriminator, PatchDiscriminator
 from ganzoo.nn.spade_norm import SPADE
+from ganzoo.nn.spectral_norm import has_spectral_norm, spectral_norm
 
 # Trainable parameters of the official networks (shared/reference/params.json).
 SPADE_ADE20K = {"G": 96_492_483, "D": 5_836_930, "G_vae": 111_942_595, "E": 10_463_424}
@@ -130,12 +130,12 @@ def test_vae_generator_samples_z_when_none() -> None:
 
 def test_spectral_norm_only_on_resblock_convs() -> None:
     g = SPADEGenerator(3, ngf=4, crop_size=32, spade_hidden=4)
-    normed = {n for n, m in g.named_modules() if parametrize.is_parametrized(m, "weight")}
+    normed = {n for n, m in g.named_modules() if has_spectral_norm(m)}
     assert normed and all(n.rsplit(".", 1)[-1] in ("conv_0", "conv_1", "conv_s") for n in normed)
     assert {"head_0.conv_0", "up_0.conv_s"} <= normed  # up_0 changes width: learned shortcut
     assert not hasattr(g.head_0, "conv_s")
     plain = SPADEGenerator(3, ngf=4, crop_size=32, spade_hidden=4, use_spectral_norm=False)
-    assert not any(parametrize.is_parametrized(m) for m in plain.modules())
+    assert not any(has_spectral_norm(m) for m in plain.modules())
 
 
 def test_resblock_shortcut_and_widths() -> None:
@@ -184,13 +184,13 @@ def test_discriminator_layers_and_channels() -> None:
 def test_discriminator_norm_spectral_norm_and_bias_placement() -> None:
     sp = spade_d(7, ndf=8).scales[0].layers
     first, last, middle = sp[0][0], sp[-1], [sp[i][0] for i in (1, 2, 3)]
-    assert not parametrize.is_parametrized(first) and first.bias is not None
-    assert not parametrize.is_parametrized(last) and last.bias is not None
-    assert all(parametrize.is_parametrized(c, "weight") and c.bias is None for c in middle)
+    assert not has_spectral_norm(first) and first.bias is not None
+    assert not has_spectral_norm(last) and last.bias is not None
+    assert all(has_spectral_norm(c) and c.bias is None for c in middle)
     assert [c.stride for c in middle] == [(2, 2), (2, 2), (1, 1)]
     assert all(isinstance(sp[i][1], nn.InstanceNorm2d) for i in (1, 2, 3))
     hd = pix2pixhd_d(3, ndf=8).scales[0].layers
-    assert len(hd) == 5 and not any(parametrize.is_parametrized(m) for m in hd.modules())
+    assert len(hd) == 5 and not any(has_spectral_norm(m) for m in hd.modules())
     assert all(hd[i][0].bias is not None for i in range(1, 4))
     assert [hd[i][0].stride for i in range(4)] == [(2, 2), (2, 2), (2, 2), (1, 1)]
     assert len(pix2pixhd_d(3, ndf=8)(torch.randn(1, 39, 64, 64))) == 3
@@ -212,6 +212,22 @@ def test_xavier_gain_002_std_and_zero_bias() -> None:
     spectral_normed.eval()
     sigma = torch.linalg.matrix_norm(spectral_normed.weight.flatten(1), ord=2)
     assert sigma.item() == pytest.approx(1.0, rel=0.05)
+
+
+def test_init_as_run_on_gpu_keeps_spectral_norm_weights() -> None:
+    torch.manual_seed(0)
+    sn = spectral_norm(nn.Conv2d(64, 128, 3))
+    default = sn.weight_orig.clone()
+    u = sn.weight_u.clone()
+    net = nn.Sequential(nn.Conv2d(64, 128, 3), sn)
+    init_weights(net, "xavier", 0.02, sn_weights=False)
+    assert torch.equal(sn.weight_orig, default) and torch.equal(sn.weight_u, u)
+    assert sn.bias.abs().max() == 0  # the bias is still zeroed
+    conv_std = 0.02 * math.sqrt(2.0 / (64 * 9 + 128 * 9))
+    assert net[0].weight.std().item() == pytest.approx(conv_std, rel=0.05)
+    init_weights(net, "xavier", 0.02, sn_weights=True)  # as written: reaches weight_orig
+    assert sn.weight_orig.std().item() == pytest.approx(conv_std, rel=0.05)
+    assert torch.equal(sn.weight_u, u)  # hook SN: u, v as drawn (the official code)
 
 
 def test_pix2pixhd_init_keeps_conv_bias() -> None:
@@ -237,7 +253,7 @@ def test_encoder_shapes_and_generator_takes_its_z() -> None:
     image = torch.rand(2, 3, 32, 64) * 2 - 1  # resized to 256 x 256 inside
     mu, logvar = e(image)
     assert mu.shape == logvar.shape == (2, 8)
-    assert len(e.layers) == 6 and all(parametrize.is_parametrized(l[0]) for l in e.layers)
+    assert len(e.layers) == 6 and all(has_spectral_norm(l[0]) for l in e.layers)
     g = SPADEGenerator(
         3, ngf=4, z_dim=8, crop_size=64, aspect_ratio=2.0, use_vae=True, spade_hidden=4
     )
@@ -264,4 +280,5 @@ def test_deepcopy_and_state_dict_round_trip() -> None:
         reference = g(seg)
         torch.testing.assert_close(ema(seg), reference, rtol=0, atol=0)
         torch.testing.assert_close(fresh(seg), reference, rtol=0, atol=0)
-    assert any(k.endswith("parametrizations.weight.original") for k in g.state_dict())
+    assert any(k.endswith("conv_0.weight_orig") for k in g.state_dict())
+    assert any(k.endswith("conv_0.weight_u") for k in g.state_dict())

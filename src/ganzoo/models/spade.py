@@ -13,10 +13,14 @@ pix2pixHD. SPADE's (Appendix A, Fig. 12; norm_D 'spectralinstance') is
     MultiscaleDiscriminator(in_channels=semantic_nc + 3, ndf=64, n_layers=4, num_scales=2,
                             norm="instance", use_spectral_norm=True, use_bias_with_norm=False)
 
-Spectral norm is torch.nn.utils.parametrizations.spectral_norm (the official code uses the older
-hook-based torch.nn.utils.spectral_norm; the parameter counts are equal). It survives
-copy.deepcopy (EMA copies) and state_dict round trips; its keys read
-`conv_0.parametrizations.weight.original` rather than the official `conv_0.weight_orig`.
+Spectral norm is ganzoo.nn.spectral_norm: the power iteration of the hook-based
+torch.nn.utils.spectral_norm the official code uses (v then u, one iteration per training-mode
+forward, u and v drawn at registration), with its state names `conv_0.weight_orig`,
+`conv_0.weight_u`, `conv_0.weight_v`, so official state_dicts map 1:1. It survives
+copy.deepcopy (EMA copies) and state_dict round trips. `sn_impl: parametrizations` builds
+torch.nn.utils.parametrizations.spectral_norm instead (u before v, 15 iterations at
+registration; keys `conv_0.parametrizations.weight.original`): checkpoints of ganzoo runs made
+before the hook order load with it.
 """
 
 from __future__ import annotations
@@ -26,15 +30,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from ganzoo.nn.spade_norm import SPADE
+from ganzoo.nn.spectral_norm import SNImpl, apply_spectral_norm
 
 
-def _spectral(conv: nn.Conv2d, enabled: bool) -> nn.Conv2d:
+def _spectral(conv: nn.Conv2d, enabled: bool, impl: SNImpl) -> nn.Conv2d:
     """conv with spectral norm on its weight when enabled (registered in place, same object)."""
     if enabled:
-        spectral_norm(conv)
+        apply_spectral_norm(conv, impl)
     return conv
 
 
@@ -54,16 +58,19 @@ class SPADEResnetBlock(nn.Module):
         spade_hidden: int,  # SPADE embedding channels (paper 128)
         param_free_norm: Literal["batch", "instance"],  # SPADE's normalization (paper: sync BN)
         use_spectral_norm: bool,  # SN on the block's convs ('spectral' in norm_G; paper True)
+        sn_impl: SNImpl = "hook",  # 'hook' (official order) | 'parametrizations'
     ) -> None:
         super().__init__()
         self.learned_shortcut = fin != fout
         fmiddle = min(fin, fout)
-        self.conv_0 = _spectral(nn.Conv2d(fin, fmiddle, 3, padding=1), use_spectral_norm)
-        self.conv_1 = _spectral(nn.Conv2d(fmiddle, fout, 3, padding=1), use_spectral_norm)
+        self.conv_0 = _spectral(nn.Conv2d(fin, fmiddle, 3, padding=1), use_spectral_norm, sn_impl)
+        self.conv_1 = _spectral(nn.Conv2d(fmiddle, fout, 3, padding=1), use_spectral_norm, sn_impl)
         self.norm_0 = SPADE(fin, semantic_nc, spade_hidden, 3, param_free_norm)
         self.norm_1 = SPADE(fmiddle, semantic_nc, spade_hidden, 3, param_free_norm)
         if self.learned_shortcut:
-            self.conv_s = _spectral(nn.Conv2d(fin, fout, 1, bias=False), use_spectral_norm)
+            self.conv_s = _spectral(
+                nn.Conv2d(fin, fout, 1, bias=False), use_spectral_norm, sn_impl
+            )
             self.norm_s = SPADE(fin, semantic_nc, spade_hidden, 3, param_free_norm)
         self.fin = fin
         self.fout = fout
@@ -103,6 +110,7 @@ class SPADEGenerator(nn.Module):
         spade_hidden: int = 128,  # SPADE embedding channels (paper 128)
         param_free_norm: Literal["batch", "instance"] = "batch",  # SPADE norm (paper: sync BN)
         use_spectral_norm: bool = True,  # SN on the ResBlk convs (norm_G 'spectral...'; paper)
+        sn_impl: SNImpl = "hook",  # 'hook' (official order) | 'parametrizations' (module doc)
     ) -> None:
         super().__init__()
         # x2 upsamplings from (sh, sw) to the output (official compute_latent_vector_size).
@@ -132,7 +140,7 @@ class SPADEGenerator(nn.Module):
 
         def block(fin: int, fout: int) -> SPADEResnetBlock:
             return SPADEResnetBlock(
-                fin, fout, semantic_nc, spade_hidden, param_free_norm, use_spectral_norm
+                fin, fout, semantic_nc, spade_hidden, param_free_norm, use_spectral_norm, sn_impl
             )
 
         self.head_0 = block(16 * ngf, 16 * ngf)
@@ -212,12 +220,15 @@ class ConvEncoder(nn.Module):
         self,
         ndf: int = 64,  # width of the first conv (official: = the generator's ngf, 64)
         latent_dim: int = 256,  # size of mu / logvar; the official code hard-codes 256 (= z_dim)
+        sn_impl: SNImpl = "hook",  # 'hook' (official order) | 'parametrizations'
     ) -> None:
         super().__init__()
         widths = [3, ndf, 2 * ndf, 4 * ndf, 8 * ndf, 8 * ndf, 8 * ndf]
         self.layers = nn.ModuleList(
             nn.Sequential(
-                spectral_norm(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False)),
+                apply_spectral_norm(
+                    nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), sn_impl
+                ),
                 nn.InstanceNorm2d(c_out, affine=False),
                 nn.LeakyReLU(0.2),
             )

@@ -4,14 +4,18 @@
   with the paper's Glorot init (Appendix A): init_type 'xavier', init_variance 0.02.
 - `pix2pixhd_init`: pix2pixHD, NVIDIA/pix2pixHD models/networks.py (weights_init): N(0, 0.02).
 
-Spectral norm. The SPADE code initialises `m.weight.data`, which for torch.nn.utils.spectral_norm
-is a plain attribute sharing storage with the parameter `weight_orig`; so on CPU the init reaches
-`weight_orig`. SPADE moves the nets to the GPU *before* init_weights, which breaks that sharing:
-on GPU the spectral-normed conv weights keep PyTorch's default init (their biases are zeroed).
-Spectral norm divides by the top singular value, so the init's scale cancels and both are
-i.i.d. zero-mean entries; here the init always reaches the raw weight (the code's intent), for
-both spectral-norm APIs. For torch.nn.utils.parametrizations.spectral_norm the power-iteration
-vectors are then re-estimated for the new weight, so eval-mode outputs are right from the start.
+Spectral norm. The SPADE code initialises `m.weight.data`, which for the hook-based
+torch.nn.utils.spectral_norm is a plain attribute sharing storage with the parameter
+`weight_orig`; so on CPU the init reaches `weight_orig`. SPADE's create_network moves the nets to
+the GPU *before* init_weights, which breaks that sharing: as the official code ran (on GPUs, so
+for every published number) the spectral-norm conv weights keep PyTorch's default init
+(kaiming_uniform(a=sqrt(5)), about 30x larger than xavier(0.02)); their biases are zeroed.
+`init_weights(..., sn_weights=False)` is that as-run behaviour (SPADE's default here);
+`sn_weights=True` the as-written CPU behaviour. Spectral norm divides by the top singular value,
+so the forward pass is alike either way, but Adam's first steps are not: its step size is about
+lr per entry, which is large relative to xavier(0.02)-sized weights (issue 14 item 1).
+Hook-based spectral norm keeps the u, v drawn at registration (as the official code);
+torch.nn.utils.parametrizations.spectral_norm re-estimates them for the new weight.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
+
+from ganzoo.nn.spectral_norm import has_spectral_norm
 
 
 def _raw_weight(m: _ConvNd | nn.Linear) -> Tensor:
@@ -74,12 +80,15 @@ def init_weights(
     module: nn.Module,  # network to initialise in place (all submodules)
     init_type: Literal["xavier", "normal"],  # SPADE --init_type (default 'xavier')
     gain: float,  # SPADE --init_variance (0.02): xavier gain, or the std of 'normal'
+    sn_weights: bool = True,  # init spectral-norm weights too (CPU as written); False: as on GPU
 ) -> None:
     """SPADE's BaseNetwork.init_weights.
 
     Conv*/ConvTranspose*/Linear: weight xavier_normal_(gain) or N(0, gain), bias 0.
     Affine BatchNorm2d: weight N(1, gain), bias 0. Other modules are left as built
     (the SPADE norm's affine-free BatchNorm and InstanceNorm have no parameters).
+    With sn_weights False the weights of spectral-norm layers keep their init (their bias is
+    still zeroed), as the official code ran on GPUs (module docstring).
     """
     if init_type not in ("xavier", "normal"):
         raise ValueError(f"init_type must be one of 'xavier', 'normal'; got {init_type!r}")
@@ -87,13 +96,15 @@ def init_weights(
         if _init_batchnorm2d(m, gain):
             continue
         if isinstance(m, _ConvNd | nn.Linear):
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+            if not sn_weights and has_spectral_norm(m):
+                continue
             weight = _raw_weight(m)
             if init_type == "xavier":
                 nn.init.xavier_normal_(weight, gain=gain)
             else:
                 nn.init.normal_(weight, 0.0, gain)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
             _refresh_power_iteration(m)
 
 

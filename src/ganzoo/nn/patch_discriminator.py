@@ -19,7 +19,9 @@ k - 1 normalized convs, the last at stride 1. Both give five convs at their defa
 
 The differences are arguments: SPADE (norm_D 'spectralinstance') puts spectral norm and
 InstanceNorm (affine False) on the middle convs and deletes their bias (normalization.py
-get_nonspade_norm_layer); pix2pixHD uses InstanceNorm without spectral norm and keeps the bias.
+get_nonspade_norm_layer; spectral norm in the torch-hook order with its official state names
+`weight_orig`, `weight_u`, `weight_v`, ganzoo.nn.spectral_norm); pix2pixHD uses InstanceNorm
+without spectral norm and keeps the bias.
 The scales see the input downsampled by avg_pool2d(3, stride 2, padding 1,
 count_include_pad=False); scale 0 sees the full resolution (as SPADE's discriminator_0;
 pix2pixHD runs its last-registered scale there, which matters only when porting its weights).
@@ -31,7 +33,8 @@ from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
+
+from ganzoo.nn.spectral_norm import SNImpl, apply_spectral_norm
 
 
 def _middle_layer(
@@ -41,11 +44,12 @@ def _middle_layer(
     norm: Literal["instance", "none"],
     use_spectral_norm: bool,
     use_bias_with_norm: bool,
+    sn_impl: SNImpl,
 ) -> nn.Sequential:
     """Conv4 [+ SN] [+ InstanceNorm] + LReLU(0.2), as get_nonspade_norm_layer / pix2pixHD do."""
     use_bias = norm == "none" or use_bias_with_norm
     conv = nn.Conv2d(in_ch, out_ch, kernel_size=4, stride=stride, padding=2, bias=use_bias)
-    modules: list[nn.Module] = [spectral_norm(conv) if use_spectral_norm else conv]
+    modules: list[nn.Module] = [apply_spectral_norm(conv, sn_impl) if use_spectral_norm else conv]
     if norm == "instance":
         modules.append(nn.InstanceNorm2d(out_ch, affine=False))
     modules.append(nn.LeakyReLU(0.2))
@@ -63,6 +67,7 @@ class PatchDiscriminator(nn.Module):
         norm: Literal["instance", "none"] = "instance",  # norm of the middle convs (both: IN)
         use_spectral_norm: bool = True,  # SN on the middle convs (SPADE True; pix2pixHD False)
         use_bias_with_norm: bool = False,  # keep normed convs' bias (SPADE False; pix2pixHD True)
+        sn_impl: SNImpl = "hook",  # 'hook': the official torch-hook order (nn/spectral_norm.py)
     ) -> None:
         super().__init__()
         if norm not in ("instance", "none"):
@@ -86,6 +91,7 @@ class PatchDiscriminator(nn.Module):
                     norm,
                     use_spectral_norm,
                     use_bias_with_norm,
+                    sn_impl,
                 )
             )
         layers.append(nn.Conv2d(channels[-1], 1, kernel_size=4, stride=1, padding=2))
@@ -128,13 +134,14 @@ class MultiscaleDiscriminator(nn.Module):
         norm: Literal["instance", "none"] = "instance",  # norm of the middle convs (both: IN)
         use_spectral_norm: bool = True,  # SN on the middle convs (SPADE True; pix2pixHD False)
         use_bias_with_norm: bool = False,  # keep normed convs' bias (SPADE False; pix2pixHD True)
+        sn_impl: SNImpl = "hook",  # 'hook': the official torch-hook order (nn/spectral_norm.py)
     ) -> None:
         super().__init__()
         if num_scales < 1:
             raise ValueError(f"num_scales must be >= 1; got {num_scales}")
         self.scales = nn.ModuleList(
             PatchDiscriminator(
-                in_channels, ndf, n_layers, norm, use_spectral_norm, use_bias_with_norm
+                in_channels, ndf, n_layers, norm, use_spectral_norm, use_bias_with_norm, sn_impl
             )
             for _ in range(num_scales)
         )

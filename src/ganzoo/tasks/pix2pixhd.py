@@ -16,10 +16,15 @@ the enhancer keeps its Adam moments across the switch, and G1's start from zero 
 official new optimiser).
 
 Instance features (Sec. 3.4, --instance_feat). E's region-averaged features of the real image
-are concatenated to G's input. The official code averages over Cityscapes instance ids, which
-encode the class (the label id for stuff, label x 1000 + k for objects); the synthetic scenes
-number objects 1..K and leave every background class at 0, so regions here are (label,
-instance) pairs, the same regions on Cityscapes.
+are concatenated to G's input. The official Encoder averages over each sample's instance ids
+alone (networks.py Encoder.forward): `instance_regions: instance`, the default. On Cityscapes the
+ids encode the class (the label id for stuff, label x 1000 + k for objects), so that is the same
+as averaging over (label, instance) pairs; where ids repeat across classes (the synthetic scenes
+number objects 1..K and leave every background class at 0) the official average mixes classes
+sharing an id (0.3 relative apart on those scenes). `instance_regions: label_instance` averages
+over (label, instance) pairs instead, ganzoo's choice before round 5: per-class regions even with
+such ids. The test-time feature clustering (feature_records, render_latents) always keeps one
+class per region, i.e. (label, instance) pairs (a sub-region of an instance region has its mean).
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ AREA_BLOCKS = 32  # encode_features: an instance's area is measured in units of 
 class Pix2PixHDTask(GANTask):
     """pix2pixHD on any dataset with label maps (instance maps for edges and features)."""
 
+    needs = ("image", "label_map")  # at least (checked before build)
+
     generator: Pix2PixHDGenerator
     discriminator: MultiscaleDiscriminator
 
@@ -78,6 +85,7 @@ class Pix2PixHDTask(GANTask):
         lambda_feat: float = 10.0,  # feature matching weight (--lambda_feat)
         lambda_vgg: float = 10.0,  # VGG weight (the official code reuses lambda_feat, 10)
         init_std: float = 0.02,  # N(0, std) conv init (networks.py weights_init)
+        instance_regions: str = "instance",  # per instance id (official) | label_instance
     ) -> None:
         if fix_global_steps < 0:
             raise ConfigError(f"model.fix_global_steps must be >= 0; got {fix_global_steps}")
@@ -86,6 +94,12 @@ class Pix2PixHDTask(GANTask):
                 "model.fix_global_steps and model.load_global are for the local enhancer; "
                 f"set model.netG=local (got netG={netG})"
             )
+        if instance_regions not in ("instance", "label_instance"):
+            raise ConfigError(
+                "model.instance_regions must be one of 'instance', 'label_instance'; "
+                f"got {instance_regions!r}"
+            )
+        self.instance_regions = instance_regions
         self.label_channels = label_nc + int(contain_dontcare_label)
         semantic_nc = self.label_channels + int(use_instance_edges)
         enc = cast(FeatureEncoder, encoder()) if instance_feat else None
@@ -145,9 +159,16 @@ class Pix2PixHDTask(GANTask):
             sem = torch.cat([sem, instance_edges(batch.instance_map)], dim=1)
         return sem
 
+    def regions(self, label_map: Tensor, instance_map: Tensor) -> Tensor:
+        """(N, H, W) ids of the regions E averages over: the instance ids (official), or the
+        (label, instance) pairs with instance_regions 'label_instance' (module docstring)."""
+        if self.instance_regions == "instance":
+            return instance_map
+        return self.class_regions(label_map, instance_map)
+
     @staticmethod
-    def regions(label_map: Tensor, instance_map: Tensor) -> Tensor:
-        """(N, H, W) ids of the (label, instance) pairs E averages over (module docstring)."""
+    def class_regions(label_map: Tensor, instance_map: Tensor) -> Tensor:
+        """(N, H, W) ids of the (label, instance) pairs: one class per region."""
         if instance_map.is_meta:
             return instance_map
         return label_map * (int(instance_map.max()) + 1) + instance_map
@@ -272,7 +293,7 @@ class Pix2PixHDTask(GANTask):
         if self.encoder is None:
             raise ConfigError("this run has no feature encoder (trained with instance_feat=false)")
         assert batch.label_map is not None and batch.instance_map is not None
-        index, count = region_ids(self.regions(batch.label_map, batch.instance_map))
+        index, count = region_ids(self.class_regions(batch.label_map, batch.instance_map))
         features = region_means(self.encode(batch), index, count)  # (R, feat_num)
         flat = index.reshape(-1)
         labels = torch.zeros(count, dtype=torch.long, device=flat.device)
@@ -313,7 +334,7 @@ class Pix2PixHDTask(GANTask):
         if clusters is None:
             raise ConfigError("no feature clusters: run `ganzoo.sample action=cluster` first")
         assert batch.label_map is not None and batch.instance_map is not None
-        index, count = region_ids(self.regions(batch.label_map, batch.instance_map))
+        index, count = region_ids(self.class_regions(batch.label_map, batch.instance_map))
         flat = index.reshape(-1).cpu()
         labels = torch.zeros(count, dtype=torch.long).scatter_(
             0, flat, batch.label_map.cpu().reshape(-1)
