@@ -58,6 +58,7 @@ from PIL import Image
 from torch import Tensor
 
 from ganzoo.cli.build import build_datamodule, load_run, provenance
+from ganzoo.cli.editing import apply_edit_action, edit_action, embed_action
 from ganzoo.cli.entry import run
 from ganzoo.core.errors import ConfigError
 from ganzoo.core.image import colorize_labels, grid, save_png, to_uint8
@@ -370,11 +371,13 @@ def caption_action(cfg: DictConfig, task: GANTask, run_cfg: DictConfig, ckpt: Pa
 
 
 ACTIONS = ("render", "cluster", "generate", "mix", "interpolate", "translate", "caption")
+EDITGAN_ACTIONS = {"embed": embed_action, "edit": edit_action, "apply_edit": apply_edit_action}
 
 
 def main_fn(cfg: DictConfig) -> dict[str, Any]:
-    if cfg.action not in ACTIONS:
-        raise ConfigError(f"unknown action={cfg.action}; valid: {', '.join(ACTIONS)}")
+    if cfg.action not in ACTIONS and cfg.action not in EDITGAN_ACTIONS:
+        valid = ", ".join((*ACTIONS, *EDITGAN_ACTIONS))
+        raise ConfigError(f"unknown action={cfg.action}; valid: {valid}")
     if cfg.ckpt is None:
         raise ConfigError("ganzoo.sample needs ckpt=PATH (a run's checkpoints/last.ckpt)")
     ckpt = Path(str(cfg.ckpt))
@@ -387,6 +390,8 @@ def main_fn(cfg: DictConfig) -> dict[str, Any]:
         result = translate(cfg, task, run_cfg, ckpt)
     elif cfg.action == "caption":
         result = caption_action(cfg, task, run_cfg, ckpt)
+    elif cfg.action in EDITGAN_ACTIONS:  # EditGAN (ganzoo.cli.editing)
+        result = EDITGAN_ACTIONS[str(cfg.action)](cfg, task, ckpt)
     else:
         _latent_model(task, str(cfg.action))
         _apply_cutoff(cfg, task)

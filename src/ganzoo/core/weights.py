@@ -113,6 +113,30 @@ WEIGHT_FILES: dict[str, WeightFile] = {
             "the name, checked as torch.hub does."
         ),
     ),
+    "vgg16": WeightFile(
+        key="vgg16",
+        filename="vgg16-397923af.pth",
+        sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        description=(
+            "torchvision VGG16 ImageNet weights (VGG16_Weights.IMAGENET1K_V1, 553,433,881 bytes), "
+            "the backbone of LPIPS (EditGAN's perceptual distance). torchvision publishes the "
+            "SHA-256 prefix 397923af in the name; the full digest is the one several independent "
+            "projects record for this file."
+        ),
+    ),
+    "lpips_vgg": WeightFile(
+        key="lpips_vgg",
+        filename="lpips-v0.1-vgg.pth",
+        sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+        url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
+        description=(
+            "LPIPS v0.1 linear layers for VGG16 (7,289 bytes): lpips/weights/v0.1/vgg.pth of "
+            "richzhang/PerceptualSimilarity and of the lpips package, the file nv-tlabs/"
+            "editGAN_release ships in lpips/weights/v0.1/ (its SHA-256 checked there); saved "
+            "here under this name."
+        ),
+    ),
 }
 
 

@@ -198,9 +198,11 @@ class GANDataModule(pl.LightningDataModule):
         root: str | None = None,  # dataset folder, for messages
         global_batch_size: int | None = None,  # if set: split across processes (must divide)
         alternate_groups: bool = False,  # one group per batch, in turn (adapter's `groups`)
+        annotated: int | None = None,  # EditGAN: training images whose label maps it learns from
     ) -> None:
         super().__init__()
         self.global_batch_size = global_batch_size
+        self.annotated = annotated  # read by model=editgan (data.annotated)
         if batch_size < 1 or steps < 1:
             raise ConfigError(f"data.batch_size ({batch_size}) and steps ({steps}) must be >= 1")
         self.name = name
