@@ -131,11 +131,11 @@ def main() -> None:
 
     def record_z() -> None:
         sample_z()
-        draws.append({"z": z_.detach().clone()})
+        draws.append({"z": z_.detach().clone().as_subclass(torch.Tensor)})
 
     def record_y() -> None:
         sample_y()
-        draws[-1]["y"] = y_.detach().clone()
+        draws[-1]["y"] = y_.detach().clone().as_subclass(torch.Tensor)
 
     z_.sample_, y_.sample_ = record_z, record_y
     train = train_fns.GAN_training_function(G, D, GD, z_, y_, ema, state_dict, config)
