@@ -57,7 +57,9 @@ def test_three_official_iterations_reach_the_official_g_d_and_g_ema(make_cfg) ->
     replay_draws(task, golden["draws"])
     samples = []
     for batch in golden["batches"]:  # each official batch = num_D_steps ganzoo batches
-        samples += [{"image": x, "class_id": y} for x, y in zip(batch["x"], batch["y"], strict=True)]
+        samples += [
+            {"image": x, "class_id": y} for x, y in zip(batch["x"], batch["y"], strict=True)
+        ]
     trainer = pl.Trainer(
         max_epochs=1,
         limit_train_batches=len(samples) // 4,
