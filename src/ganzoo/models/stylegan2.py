@@ -12,13 +12,19 @@ layers. Class conditioning (c_dim > 0): G embeds c and concatenates it to z befo
 D maps c to cmap and outputs <D(x), cmap> / sqrt(cmap_dim) (projection, networks.py:662-665).
 
 Channels at resolution r: min(channel_base // r, channel_max) (config F: 32768, 512).
-Not implemented: the 'orig' and 'resnet' G / 'orig' and 'skip' D architectures, per-block
-float16 (num_fp16_res; use the trainer's precision instead), Freeze-D.
+Mixed precision as the official (networks.py:379-416, 556-584): the blocks of the
+`num_fp16_res` highest resolutions of G and of D (config F: 4) compute in float16, with
+parameters, styles, the RGB sum and D's epilogue in float32 and activations clamped to
++-conv_clamp (256). That runs on a CUDA device outside autocast (trainer.precision=32-true);
+under 16-mixed / bf16-mixed autocast chooses the dtypes, and on the CPU the networks stay
+float32 (a warning says so once).
+Not implemented: the 'orig' and 'resnet' G / 'orig' and 'skip' D architectures, Freeze-D.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -42,6 +48,31 @@ FIR = (1.0, 3.0, 3.0, 1.0)
 def channels_at(res: int, channel_base: int, channel_max: int) -> int:
     """Feature maps at resolution `res` (networks.py:441, 694)."""
     return min(channel_base // res, channel_max)
+
+
+def fp16_resolutions(img_resolution: int, num_fp16_res: int) -> set[int]:
+    """Block resolutions that compute in float16: the num_fp16_res highest, none below 8x8
+    (networks.py:442, 695)."""
+    lowest = max(2 ** (int(math.log2(img_resolution)) + 1 - num_fp16_res), 8)
+    return {2**i for i in range(3, int(math.log2(img_resolution)) + 1) if 2**i >= lowest}
+
+
+def block_dtype(use_fp16: bool, x: Tensor) -> torch.dtype | None:
+    """The dtype a block computes in: float16 for an fp16 block on CUDA outside autocast,
+    None (leave it to autocast) under mixed precision, else float32."""
+    if x.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
+        return None
+    return torch.float16 if use_fp16 and x.device.type == "cuda" else torch.float32
+
+
+def note_float32(num_fp16_res: int, device: torch.device) -> None:
+    """Warn (once: one call site, one text) that fp16 blocks asked for run float32 here."""
+    if num_fp16_res > 0 and device.type != "cuda":
+        warnings.warn(
+            "StyleGAN2: num_fp16_res > 0 runs float16 blocks on a CUDA GPU only; "
+            "on this device the networks compute in float32",
+            stacklevel=1,  # one location, so Python's default filter shows it once
+        )
 
 
 class MappingNetwork(nn.Module):
@@ -197,10 +228,12 @@ class SynthesisBlock(nn.Module):
         img_channels: int,  # RGB = 3
         conv_clamp: float | None,  # activation clamp
         resample_filter: Sequence[float] = FIR,  # FIR filter
+        use_fp16: bool = False,  # compute in float16 on CUDA (one of the num_fp16_res highest)
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.resolution = resolution
+        self.use_fp16 = use_fp16
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
@@ -222,13 +255,18 @@ class SynthesisBlock(nn.Module):
         img: Tensor | None,  # (N, 3, R/2, R/2) RGB so far, None for the first block
         ws: Tensor,  # (N, num_conv + 1, w_dim): this block's ws (its ToRGB shares the next's)
         noise_mode: NoiseMode,
-        fused_modconv: bool,
+        fused_modconv: bool | None,  # None: fused in eval, unless float16 with a batch > 1
     ) -> tuple[Tensor, Tensor]:
-        """-> features (N, C_out, R, R) and RGB (N, 3, R, R)."""
+        """-> features (N, C_out, R, R) and RGB (N, 3, R, R), the RGB in float32."""
         w_iter = iter(ws.unbind(dim=1))
+        dtype = block_dtype(self.use_fp16, ws)
+        if fused_modconv is None:  # networks.py:384-386
+            fused_modconv = not self.training and (dtype != torch.float16 or ws.shape[0] == 1)
         if x is None:
             x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+            x = x if dtype is None else x.to(dtype)
         else:
+            x = x if dtype is None else x.to(dtype)
             x = self.conv0(x, next(w_iter), noise_mode, fused_modconv)
         x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
         y = self.torgb(x, next(w_iter), fused_modconv).float()
@@ -247,18 +285,23 @@ class SynthesisNetwork(nn.Module):
         channel_base: int,  # channels = min(channel_base // res, channel_max)
         channel_max: int,
         conv_clamp: float | None,  # activation clamp (config F: 256)
+        num_fp16_res: int = 0,  # float16 in the blocks of the N highest resolutions (F: 4)
     ) -> None:
         super().__init__()
         log2 = int(math.log2(img_resolution))
         assert img_resolution >= 4 and 2**log2 == img_resolution, img_resolution
         self.w_dim = w_dim
         self.img_resolution = img_resolution
+        self.num_fp16_res = num_fp16_res
         self.block_resolutions = [2**i for i in range(2, log2 + 1)]
         self.num_ws = 0
+        fp16 = fp16_resolutions(img_resolution, num_fp16_res)
         for res in self.block_resolutions:
             c_in = channels_at(res // 2, channel_base, channel_max) if res > 4 else 0
             c_out = channels_at(res, channel_base, channel_max)
-            block = SynthesisBlock(c_in, c_out, w_dim, res, img_channels, conv_clamp)
+            block = SynthesisBlock(
+                c_in, c_out, w_dim, res, img_channels, conv_clamp, use_fp16=res in fp16
+            )
             setattr(self, f"b{res}", block)  # b4, b8, ...: the official parameter names
             self.num_ws += block.num_conv
         self.num_ws += 1  # the last ToRGB: 2 * log2(res) - 2 ws in all (18 at 1024)
@@ -268,13 +311,13 @@ class SynthesisNetwork(nn.Module):
     ) -> Tensor:
         """(N, num_ws, w_dim) -> (N, img_channels, R, R); fused modconv by default in eval."""
         assert ws.shape[1:] == (self.num_ws, self.w_dim), tuple(ws.shape)
-        fused = (not self.training) if fused_modconv is None else fused_modconv
+        note_float32(self.num_fp16_res, ws.device)
         x = img = None
         w_idx = 0
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
-            x, img = block(x, img, block_ws, noise_mode, fused)
+            x, img = block(x, img, block_ws, noise_mode, fused_modconv)
             w_idx += block.num_conv
         assert img is not None
         return img
@@ -296,13 +339,15 @@ class Generator(nn.Module):
         channel_base: int = 32768,  # config F: 32768 (ADA paper256: 16384)
         channel_max: int = 512,  # cap on the channels of any layer
         conv_clamp: float | None = 256,  # activation clamp (train.py:182; None = off)
+        num_fp16_res: int = 0,  # float16 in the N highest-resolution blocks on CUDA (F: 4)
     ) -> None:
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution = img_resolution
         self.synthesis = SynthesisNetwork(
-            w_dim, img_resolution, img_channels, channel_base, channel_max, conv_clamp
-        )
+            w_dim, img_resolution, img_channels, channel_base, channel_max, conv_clamp,
+            num_fp16_res,
+        )  # fmt: skip
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(
             z_dim, c_dim, w_dim, self.num_ws, mapping_layers, mapping_lr_multiplier, w_avg_beta
@@ -334,9 +379,11 @@ class DiscriminatorBlock(nn.Module):
         img_channels: int,  # 3
         conv_clamp: float | None,  # activation clamp
         resample_filter: Sequence[float] = FIR,  # FIR filter of the downsampling
+        use_fp16: bool = False,  # compute in float16 on CUDA (one of the num_fp16_res highest)
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
+        self.use_fp16 = use_fp16
         self.register_buffer("resample_filter", setup_filter(resample_filter))  # as the official
         if in_channels == 0:
             self.fromrgb = EqualizedConv2d(
@@ -355,8 +402,11 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(self, x: Tensor | None, img: Tensor) -> Tensor:
         """(N, C, R, R) features (or None) and the image (N, 3, R, R) -> (N, C', R/2, R/2)."""
+        dtype = block_dtype(self.use_fp16, img)
         if x is None:
-            x = self.fromrgb(img)
+            x = self.fromrgb(img if dtype is None else img.to(dtype))
+        elif dtype is not None:
+            x = x.to(dtype)
         y = self.skip(x, gain=math.sqrt(0.5))
         x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
         return y + x
@@ -409,18 +459,23 @@ class Discriminator(nn.Module):
         cmap_dim: int | None = None,  # mapped-label size (None = channels at 4x4)
         mapping_layers: int = 8,  # FC layers of the label mapping (the official default, 8)
         conv_clamp: float | None = 256,  # activation clamp (train.py:182)
+        num_fp16_res: int = 0,  # float16 in the N highest-resolution blocks on CUDA (F: 4)
     ) -> None:
         super().__init__()
         log2 = int(math.log2(img_resolution))
         assert img_resolution >= 8 and 2**log2 == img_resolution, img_resolution
         self.c_dim = c_dim
         self.img_resolution = img_resolution
+        self.num_fp16_res = num_fp16_res
         self.block_resolutions = [2**i for i in range(log2, 2, -1)]
+        fp16 = fp16_resolutions(img_resolution, num_fp16_res)
         for res in self.block_resolutions:
             c_in = channels_at(res, channel_base, channel_max) if res < img_resolution else 0
             c_tmp = channels_at(res, channel_base, channel_max)
             c_out = channels_at(res // 2, channel_base, channel_max)
-            block = DiscriminatorBlock(c_in, c_tmp, c_out, img_channels, conv_clamp)
+            block = DiscriminatorBlock(
+                c_in, c_tmp, c_out, img_channels, conv_clamp, use_fp16=res in fp16
+            )
             setattr(self, f"b{res}", block)
         c4 = channels_at(4, channel_base, channel_max)
         cmap_dim = 0 if c_dim == 0 else (c4 if cmap_dim is None else cmap_dim)
@@ -435,6 +490,7 @@ class Discriminator(nn.Module):
     def forward(self, img: Tensor, c: Tensor | None = None) -> Tensor:
         """(N, 3, R, R) images (and (N, c_dim) labels) -> logits (N, 1)."""
         assert img.shape[2:] == (self.img_resolution, self.img_resolution), tuple(img.shape)
+        note_float32(self.num_fp16_res, img.device)
         x = None
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, img)

@@ -3,12 +3,16 @@
 Each sample i scales the input channels of the shared weight by its style s (from w through an
 affine layer): w'_oik = s_i * w_oik, and, with demodulation, divides each output channel by
 sqrt(sum_ik w'_oik^2 + 1e-8), so unit-variance inputs give unit-variance outputs (Eq. 1-3).
-Source: stylegan2-ada-pytorch training/networks.py:26-84 (modulated_conv2d). Its float16
-pre-normalisation is left out (this code runs the networks in float32 or under autocast).
+Source: stylegan2-ada-pytorch training/networks.py:26-84 (modulated_conv2d), with its float16
+pre-normalisation: in float16, weight and styles are first divided by their largest magnitudes
+(demodulation cancels both scales), so the per-sample weights cannot overflow.
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor
 
 from ganzoo.nn.resample import conv2d_resample
@@ -35,6 +39,10 @@ def modulated_conv2d(
     n = x.shape[0]
     c_out, c_in, kh, kw = weight.shape
     assert styles.shape == (n, c_in), f"styles {tuple(styles.shape)} != {(n, c_in)}"
+    if x.dtype == torch.float16 and demodulate:  # networks.py:46-48
+        inf = float("inf")
+        weight = weight * (1 / math.sqrt(c_in * kh * kw) / weight.norm(inf, [1, 2, 3], True))
+        styles = styles / styles.norm(inf, dim=1, keepdim=True)
     w = weight.unsqueeze(0) * styles.reshape(n, 1, c_in, 1, 1)  # (N, O, I, k, k)
     dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() if demodulate else None  # (N, O)
     if not fused_modconv:
