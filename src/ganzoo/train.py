@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ganzoo.cli.build import train
+from ganzoo.cli.build import choice, train
 from ganzoo.cli.entry import SweepConfigError, run
+from ganzoo.cli.preflight import check_run_config
 from ganzoo.metrics.suite import METRICS
 
 
@@ -32,6 +33,7 @@ def check_optimized_metric(cfg: DictConfig) -> None:
 
 
 def main_fn(cfg: DictConfig) -> float | None:
+    check_run_config(cfg, choice(cfg, "model"))
     target = cfg.optimized_metric
     if target is not None:
         check_optimized_metric(cfg)

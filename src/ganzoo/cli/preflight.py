@@ -7,15 +7,21 @@ choices given, and names the keys valid at the level of the first unknown one.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig
+from hydra.errors import InstantiationException
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ganzoo.core.errors import ConfigError
+from ganzoo.cli.build import build_task, example_batch
+from ganzoo.core.errors import ConfigError, FieldMismatchError
+from ganzoo.data.batch import check_fields
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
 
@@ -84,3 +90,137 @@ def check_overrides(args: list[str], config_name: str, config_dir: Path = CONFIG
         message = _unknown(cfg, o.key_or_group)
         if message is not None:
             raise ConfigError(message)
+
+
+# ----- checks of a composed run config, before anything is built -----------------------------
+
+# whole-number keys of a training run and their smallest valid value (None: any)
+WHOLE_NUMBERS: dict[str, int | None] = {
+    "seed": None,
+    "steps": 1,
+    "data.resolution": 1,
+    "data.batch_size": 1,
+    "data.num_workers": 0,
+}
+# the data config key that counts the values of a Batch field (null: the data lacks them)
+COUNTS = {
+    "label_map": ("label_nc", "semantic classes of label_map"),
+    "attributes": ("num_attributes", "binary attributes"),
+    "class_id": ("num_classes", "image-level classes"),
+    "caption_tokens": ("vocab_size", "caption vocabulary size"),
+}
+
+
+def check_whole_number(key: str, value: object, low: int | None = None) -> None:
+    """One line when `value` (of config key `key`) is not an integer >= low."""
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        bound = "" if low is None else f" >= {low}"
+        raise ConfigError(f"{key}={value} must be a whole number{bound}")
+
+
+def check_numbers(cfg: DictConfig) -> None:
+    """Whole-number keys (steps, seed, batch size, resolution, ...) hold whole numbers."""
+    for key, low in WHOLE_NUMBERS.items():
+        check_whole_number(key, OmegaConf.select(cfg, key, throw_on_missing=False), low)
+    global_batch = OmegaConf.select(cfg, "data.global_batch_size")
+    if global_batch is not None:
+        check_whole_number("data.global_batch_size", global_batch, 1)
+
+
+def _class_attr(cfg: DictConfig, key: str, attr: str) -> tuple[str, ...] | None:
+    """The ClassVar `attr` of the class named by config key `key` (None when not importable)."""
+    target = OmegaConf.select(cfg, key)
+    try:
+        cls = get_class(str(target))
+    except (ImportError, ValueError, AttributeError):
+        return None  # an adapter not in this version: build.check_adapter says so
+    value = getattr(cls, attr, None)
+    return None if value is None else tuple(value)
+
+
+def check_pair(cfg: DictConfig, model: str) -> None:
+    """The model's Batch fields are provided, and counted, by the data (one line naming both).
+
+    Read from the classes' `needs` / `provides` and the data config's counts only, so that a
+    pair that does not fit fails before its configs are resolved (model configs interpolate
+    the data's counts: data.label_nc=null would fail deep inside OmegaConf).
+    """
+    needs = _class_attr(cfg, "model._target_", "needs")
+    provides = _class_attr(cfg, "data.dataset._target_", "provides")
+    if needs is None or provides is None:
+        return
+    data = str(cfg.data.name)
+    check_fields(model, needs, data, provides)
+    for field in needs:
+        if field not in COUNTS:
+            continue
+        key, what = COUNTS[field]
+        value = OmegaConf.select(cfg, f"data.{key}", throw_on_missing=False)
+        if value is None:
+            raise FieldMismatchError(
+                f"model={model} needs data.{key} ({what}); data={data} sets {key}=null"
+            )
+        check_whole_number(f"data.{key}", value, 1)
+
+
+def check_run_config(cfg: DictConfig, model: str) -> None:
+    """All pre-build checks of a training run's composed config (one-line ConfigErrors)."""
+    check_numbers(cfg)
+    check_pair(cfg, model)
+    check_shapes(cfg, model)
+
+
+SIZE_ERRORS = (AssertionError, RuntimeError, ValueError, ZeroDivisionError)
+SHAPE_WORDS = re.compile(r"size|shape|dimension", re.IGNORECASE)
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The innermost cause of an error (Hydra's InstantiationException wraps the model's)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+def _probe(cfg: DictConfig, resolution: int) -> str | None:
+    """Why the model cannot make images at `resolution` (built on the meta device), or None."""
+    probe = cfg.copy()
+    with open_dict(probe):
+        probe.data.resolution = resolution
+    w = resolution
+    h = int(round(w / float(probe.data.aspect_ratio)))
+    try:
+        with torch.device("meta"):
+            task = build_task(probe, perceptual=lambda: None)  # losses hold no shapes
+            batch = example_batch(probe, task.required_fields(), 2, "meta")
+            shapes = task.io_shapes(batch)
+    except (*SIZE_ERRORS, InstantiationException) as err:
+        cause = _root_cause(err)
+        line = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
+        if not isinstance(cause, SIZE_ERRORS) or (
+            isinstance(cause, RuntimeError) and not SHAPE_WORDS.search(line)
+        ):
+            return None  # not about sizes (e.g. an op the meta device lacks): no verdict here
+        return line
+    if "G" not in shapes:
+        return None  # no generator (DAMSM's encoders take any size)
+    output = shapes["G"]["output"]
+    made = output[-1] if isinstance(output[0], list) else output  # AttnGAN: one per stage
+    if list(made[-2:]) != [h, w]:
+        return f"its generator makes {made[-1]}x{made[-2]} images"
+    return None
+
+
+def check_shapes(cfg: DictConfig, model: str) -> None:
+    """The model makes images of the data's size (its networks built on the meta device)."""
+    w = int(cfg.data.resolution)
+    h = int(round(w / float(cfg.data.aspect_ratio)))
+    reason = _probe(cfg, w)
+    if reason is None:
+        return
+    below = 2 ** (w.bit_length() - 1)
+    fits = [r for r in dict.fromkeys((below, 2 * below)) if r != w and _probe(cfg, r) is None]
+    hint = f" (data.resolution={' or '.join(map(str, fits))} fits)" if fits else ""
+    raise ConfigError(
+        f"model={model} cannot make {w}x{h} images (data.resolution={w}, aspect_ratio "
+        f"{float(cfg.data.aspect_ratio):g}): {reason}{hint}"
+    )

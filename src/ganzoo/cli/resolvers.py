@@ -25,6 +25,11 @@ def _height(width: int, aspect_ratio: float) -> int:
     return int(round(width / aspect_ratio))
 
 
+def _width(height: int, aspect_ratio: float) -> int:
+    """Image width from height and width/height ratio (debug=smoke: a fixed height)."""
+    return int(round(height * aspect_ratio))
+
+
 def wandb_offline() -> bool:
     """Offline unless W&B credentials or an explicit online mode are configured."""
     mode = os.environ.get("WANDB_MODE", "").lower()
@@ -115,6 +120,7 @@ def register() -> None:
     for name, fn in (
         ("ganzoo.add", _add),
         ("ganzoo.height", _height),
+        ("ganzoo.width", _width),
         ("ganzoo.wandb_offline", wandb_offline),
         ("ganzoo.run_id", run_id),
         ("ganzoo.sweep_group", sweep_group),
