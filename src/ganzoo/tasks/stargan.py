@@ -134,6 +134,8 @@ def lr_factor(
 class StarGANTask(GANTask):
     """StarGAN on attributes (CelebA, synthetic), classes (RaFD) or both (CelebA + RaFD)."""
 
+    needs = ("image", "attributes")  # at least (checked before build)
+
     def __init__(
         self,
         generator: nn.Module,  # ganzoo.models.stargan.StarGANGenerator (c_dim = label_dim)
