@@ -72,8 +72,8 @@ SMALL: dict[str, list[str]] = {
 
 VARIANTS = {
     "eager": [],
-    "channels_last": ["+trainer.channels_last=true"],
-    "compile": ["+trainer.compile=true"],
+    "channels_last": ["trainer.channels_last=true"],
+    "compile": ["trainer.compile=true"],
 }
 
 

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from ganzoo.core.config import dataclass_from_dict
 from ganzoo.core.errors import ConfigError
 from ganzoo.data.batch import Batch
+from ganzoo.nn.compiled import eager
 from ganzoo.nn.ema import ema_beta, make_ema_copy, update_ema
 from ganzoo.tasks.distributed import average_gradients
 
@@ -272,8 +273,10 @@ class GANTask(pl.LightningModule):
 
         Under 16-mixed / bf16-mixed these terms differentiate D (or G) once more and square the
         result; in half precision that underflows or overflows. Callers cast inputs with .float().
+        Under trainer.compile the networks run eager here (a compiled backward is not
+        differentiable again).
         """
-        with torch.autocast(device_type=self.device.type, enabled=False):
+        with torch.autocast(device_type=self.device.type, enabled=False), eager():
             yield
 
     def _accumulate_phase(
