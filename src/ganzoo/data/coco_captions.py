@@ -49,9 +49,9 @@ from ganzoo.data.text import (
     VocabularyFrom,
     caption_tensor,
     check_vocabulary_from,
+    kept_captions,
     load_or_build,
     save_table,
-    tokenize,
 )
 
 YEARS = (2014, 2017)  # the COCO releases with caption files for train and val
@@ -127,6 +127,7 @@ class CocoCaptions(FileDataset):
             "year": self.year,
             "vocabulary": self.vocabulary,
             "captions_per_image": self.captions_per_image,
+            "caption_rule": "ascii-empty kept",  # captions.json of older ganzoo: rebuilt
             "sources_sha256": {s: file_digest(p) for s, p in notes.items()},
         }
         names: dict[str, list[str]] = {}
@@ -161,8 +162,8 @@ class CocoCaptions(FileDataset):
         captions = []
         for im in images:
             found: list[Any] = by_image[im["id"]]
-            if tokens:  # AttnGAN drops captions without tokens (datasets.py:161-163)
-                found = [t for t in (tokenize(c) for c in found) if t]
+            if tokens:  # AttnGAN drops captions without a word, keeps all-non-ASCII ones empty
+                found = kept_captions(found)
             if len(found) < self.captions_per_image:
                 raise DataError(
                     f"data={self.name}: {im['file_name']} has {len(found)} captions in "

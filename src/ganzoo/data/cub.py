@@ -50,10 +50,10 @@ from ganzoo.data.text import (
     VocabularyFrom,
     caption_tensor,
     check_vocabulary_from,
+    kept_captions,
     load_name_list,
     load_or_build,
     save_table,
-    tokenize,
 )
 
 LAYOUT = (
@@ -164,6 +164,7 @@ class CUB(FileDataset):
             "adapter": self.name,
             "vocabulary": self.vocabulary,
             "captions_per_image": self.captions_per_image,
+            "caption_rule": "ascii-empty kept",  # captions.json of older ganzoo: rebuilt
             "sources_sha256": h.hexdigest(),
         }
 
@@ -177,7 +178,7 @@ class CUB(FileDataset):
             lines = path.read_text(encoding="utf-8").split("\n")
         except UnicodeDecodeError as err:
             raise DataError(f"data={self.name}: {path} is not UTF-8 ({err.reason})") from None
-        captions = [t for t in (tokenize(line) for line in lines if line) if t]
+        captions = kept_captions(lines)
         if len(captions) < self.captions_per_image:
             raise DataError(
                 f"data={self.name}: {path} has {len(captions)} captions, "

@@ -7,6 +7,8 @@
   datasets.py:179-186, which is why its CUB vocabulary has 5,450 entries). Its word
   order came from a Python 2 dict; ganzoo orders words by first appearance, so indices
   differ from AttnGAN's captions.pickle (the sizes agree).
+- `kept_captions`: which captions of an image count (a caption whose words are all non-ASCII
+  stays, empty, as in AttnGAN).
 - `caption_tensor`: a fixed length with 0 padding; a longer caption keeps a random
   ordered subset of its words (datasets.py:269-287).
 - `CaptionTable` cache: tokenised captions and the vocabulary as one JSON file beside
@@ -49,6 +51,18 @@ def tokenize(caption: str) -> list[str]:
     words = re.findall(r"\w+", caption.lower())
     ascii_only = (w.encode("ascii", "ignore").decode("ascii") for w in words)
     return [w for w in ascii_only if w]
+
+
+def kept_captions(captions: Iterable[str]) -> list[list[str]]:
+    """AttnGAN's load_captions rule (datasets.py:148-170): an empty line or one with no word
+    character is skipped; every other caption is kept, as an empty token list when none of its
+    words has an ASCII character (so the captions of an image keep their official indices)."""
+    kept = []
+    for caption in captions:
+        if not caption or not re.findall(r"\w+", caption.replace("\ufffd\ufffd", " ").lower()):
+            continue
+        kept.append(tokenize(caption))
+    return kept
 
 
 def build_vocabulary(captions: Iterable[list[str]]) -> list[str]:

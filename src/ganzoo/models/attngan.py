@@ -74,20 +74,47 @@ class CANet(nn.Module):
         return mu + eps * (0.5 * logvar).exp(), mu, logvar
 
 
+WORD_MASKS = ("per_caption", "official_misaligned")
+
+
+def check_word_mask(word_mask: str) -> str:
+    if word_mask not in WORD_MASKS:
+        raise ConfigError(f"word_mask must be one of {', '.join(WORD_MASKS)}; got {word_mask!r}")
+    return word_mask
+
+
+def misaligned_mask(mask: Tensor, pixels: int) -> Tensor:
+    """The padding mask (N, HW, T) the official `mask.repeat(queryL, 1)` applies to the
+    attention rows viewed as (N HW, T): row n HW + q gets caption (n HW + q) mod N's mask
+    (taoxugit/AttnGAN GlobalAttention.py:106-108, upstream issue 93)."""
+    n = mask.shape[0]
+    rows = torch.arange(n, device=mask.device)[:, None] * pixels
+    rows = rows + torch.arange(pixels, device=mask.device)[None, :]
+    return mask[rows % n]
+
+
 class WordAttention(nn.Module):
     """GlobalAttentionGeneral: h (N, idf, H, W), words (N, cdf, T), pad mask (N, T) ->
-    (word context per pixel (N, idf, H, W), attention (N, T, H, W))."""
+    (word context per pixel (N, idf, H, W), attention (N, T, H, W)).
 
-    def __init__(self, idf: int, cdf: int) -> None:
+    word_mask "per_caption": each image's pixels skip its own caption's padding (the paper's
+    Eq. 2); "official_misaligned": the released code's `mask.repeat(queryL, 1)`, which lines up
+    other captions' masks with most pixels (see `misaligned_mask`)."""
+
+    def __init__(self, idf: int, cdf: int, word_mask: str = "per_caption") -> None:
         super().__init__()
         self.conv_context = nn.Conv2d(cdf, idf, 1, bias=False)
+        self.word_mask = check_word_mask(word_mask)
 
     def forward(self, h: Tensor, words: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         n, c, hh, ww = h.shape
         source = self.conv_context(words.unsqueeze(3)).squeeze(3)  # (N, idf, T)
         attn = torch.bmm(h.reshape(n, c, -1).transpose(1, 2), source)  # (N, HW, T)
         if mask is not None:
-            attn = attn.masked_fill(mask[:, None, :], float("-inf"))
+            if self.word_mask == "official_misaligned":
+                attn = attn.masked_fill(misaligned_mask(mask, hh * ww), float("-inf"))
+            else:
+                attn = attn.masked_fill(mask[:, None, :], float("-inf"))
         attn = attn.softmax(dim=2).transpose(1, 2)  # (N, T, HW)
         context = torch.bmm(source, attn)  # (N, idf, HW)
         return context.reshape(n, c, hh, ww), attn.reshape(n, -1, hh, ww)
@@ -115,9 +142,9 @@ class InitStage(nn.Module):
 
 
 class NextStage(nn.Module):
-    def __init__(self, ngf: int, nef: int, r_num: int) -> None:
+    def __init__(self, ngf: int, nef: int, r_num: int, word_mask: str = "per_caption") -> None:
         super().__init__()
-        self.att = WordAttention(ngf, nef)
+        self.att = WordAttention(ngf, nef, word_mask)
         self.residual = nn.Sequential(*[ResBlock(ngf * 2) for _ in range(r_num)])
         self.up = up_block(ngf * 2, ngf)
 
@@ -140,8 +167,10 @@ class AttnGANGenerator(nn.Module):
         nef: int = 256,  # TEXT.EMBEDDING_DIM
         r_num: int = 2,  # GAN.R_NUM (CUB 2, COCO 3)
         branch_num: int = 3,  # TREE.BRANCH_NUM: stages (64, 128, 256)
+        word_mask: str = "per_caption",  # or "official_misaligned" (see WordAttention)
     ) -> None:
         super().__init__()
+        check_word_mask(word_mask)
         if branch_num < 1 or gf_dim < 1 or r_num < 0:
             raise ConfigError(
                 f"AttnGAN generator needs branch_num >= 1, gf_dim >= 1, r_num >= 0; got "
@@ -151,7 +180,7 @@ class AttnGANGenerator(nn.Module):
         self.ca_net = CANet(nef, c_dim)
         self.init_stage = InitStage(gf_dim * 16, z_dim, c_dim)
         self.next_stages = nn.ModuleList(
-            [NextStage(gf_dim, nef, r_num) for _ in range(branch_num - 1)]
+            [NextStage(gf_dim, nef, r_num, word_mask) for _ in range(branch_num - 1)]
         )
         self.to_images = nn.ModuleList(
             [nn.Sequential(conv3x3(gf_dim, 3), nn.Tanh()) for _ in range(branch_num)]

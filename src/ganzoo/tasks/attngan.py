@@ -15,6 +15,14 @@ feature, the image encoder scores the last stage's images. Per iteration (traine
         + KL(mu, logvar) (mean)
     EMA of G: 0.999 per step (the saved, sampled weights).
 
+As the official loop (trainer.py:262-300): each training batch is first sorted by caption
+length, longest first (`sort_by_length`; prepare_data), so the "wrong" pairs are neighbours by
+length; G runs once per iteration, in train mode, and its images serve both phases (the D phase
+reads them detached, the G phase back-propagates through them), so G's BatchNorm running
+statistics move once per iteration; the real images of the smaller stages are PIL bilinear
+resizes of the uint8 image (`real_resize: pil`, datasets.py get_imgs: transforms.Scale), or an
+antialiased tensor resize (`antialias`).
+
 lambda: 5 (CUB), 50 (COCO). Adam 2e-4, betas (0.5, 0.999) for G and D.
 """
 
@@ -23,8 +31,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 
 from ganzoo.core.errors import ConfigError
@@ -64,6 +74,8 @@ class AttnGANTask(GANTask):
         gamma2: float = 5.0,
         gamma3: float = 10.0,
         mask_same_class: bool = True,  # DAMSM loss: pairs of the same class_id are not negatives
+        sort_by_length: bool = True,  # sort each training batch by caption length (official)
+        real_resize: str = "pil",  # smaller stages' real images: "pil" (official) | "antialias"
         perceptual: Callable[[], Any] | None = None,  # unused: ganzoo.info passes it to every task
     ) -> None:
         super().__init__(generator, discriminator, optim, ema, total_iterations)
@@ -90,6 +102,11 @@ class AttnGANTask(GANTask):
         self.lambda_damsm = lambda_damsm
         self.gammas = (gamma1, gamma2, gamma3)
         self.mask_same_class = mask_same_class
+        if real_resize not in ("pil", "antialias"):
+            raise ConfigError(f"real_resize must be pil or antialias; got {real_resize!r}")
+        self.sort_by_length = sort_by_length
+        self.real_resize = real_resize
+        self._step_fakes: tuple[Batch, list[Tensor], Tensor, Tensor] | None = None
         self.sizes = [64 * 2**i for i in range(generator.branch_num)]
         self._noise: tuple[tuple[int, int], Tensor] | None = None
 
@@ -139,6 +156,7 @@ class AttnGANTask(GANTask):
         self.damsm.eval()  # Lightning may set submodules' modes one by one: keep these frozen
         words, sentence = self.damsm.text_encoder(tokens, lengths)
         mask = tokens[:, : words.shape[2]] == 0
+        mask[:, 0] = False  # an empty caption reads as one padding word (the encoder's length 1)
         return words.detach(), sentence.detach(), mask
 
     def noise(self, batch: Batch) -> Tensor:
@@ -166,6 +184,8 @@ class AttnGANTask(GANTask):
 
     def real_stages(self, image: Tensor) -> list[Tensor]:
         """The real image at each stage's size (the dataset's per-stage resize)."""
+        if self.real_resize == "pil":
+            return [image if s == image.shape[-1] else pil_resize(image, s) for s in self.sizes]
         return [
             image
             if s == image.shape[-1]
@@ -176,10 +196,33 @@ class AttnGANTask(GANTask):
     def class_ids(self, batch: Batch) -> Tensor | None:
         return batch.class_id if self.mask_same_class else None
 
+    # ----- the iteration ---------------------------------------------------------------
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        """Sort the batch by caption length, run G once (train mode, with its graph) before
+        the phases toggle any parameters off, then the D and G phases on those images."""
+        if self.sort_by_length:
+            batch = sort_by_caption_length(batch)
+        self._step_fakes = (batch, *self._generate(batch))
+        try:
+            super().training_step(batch, batch_idx)
+        finally:
+            self._step_fakes = None
+
+    def _generate(self, batch: Batch) -> tuple[list[Tensor], Tensor, Tensor]:
+        z, sentence, words, mask, eps = self.generator_inputs(batch, self.noise(batch))
+        fakes, _, mu, logvar = self.generator(z, sentence, words, mask, eps)
+        return fakes, mu, logvar
+
+    def fakes(self, batch: Batch) -> tuple[list[Tensor], Tensor, Tensor]:
+        """(stage images, mu, logvar) of this iteration's one G run (a fresh run when the loss
+        is called outside training_step)."""
+        if self._step_fakes is not None and self._step_fakes[0] is batch:
+            return self._step_fakes[1:]
+        return self._generate(batch)
+
     # ----- losses ----------------------------------------------------------------------
     def discriminator_loss(self, batch: Batch) -> dict[str, Tensor]:
-        with torch.no_grad():
-            fakes, _, _, _ = self.generator(*self.generator_inputs(batch, self.noise(batch)))
+        fakes, _, _ = self.fakes(batch)
         _, sentence, _ = self.encode_text(batch.caption_tokens, batch.caption_lengths)  # type: ignore[arg-type]
         terms: dict[str, Tensor] = {}
         for i, (d, real, fake) in enumerate(
@@ -194,8 +237,8 @@ class AttnGANTask(GANTask):
         return terms
 
     def generator_loss(self, batch: Batch) -> dict[str, Tensor]:
-        z, sentence, words, mask, eps = self.generator_inputs(batch, self.noise(batch))
-        fakes, _, mu, logvar = self.generator(z, sentence, words, mask, eps)
+        fakes, mu, logvar = self.fakes(batch)
+        words, sentence, _ = self.encode_text(batch.caption_tokens, batch.caption_lengths)  # type: ignore[arg-type]
         terms: dict[str, Tensor] = {}
         for i, (d, fake) in enumerate(zip(self.d.stage_list(), fakes, strict=True)):
             h = d(fake)
@@ -204,7 +247,8 @@ class AttnGANTask(GANTask):
         g1, g2, g3 = self.gammas
         ids = self.class_ids(batch)
         assert batch.caption_lengths is not None
-        w0, w1, _ = word_loss(regions, words, batch.caption_lengths, ids, g1, g2, g3)
+        lengths = batch.caption_lengths.clamp(min=1)  # an empty caption: one padding word
+        w0, w1, _ = word_loss(regions, words, lengths, ids, g1, g2, g3)
         s0, s1 = sentence_loss(code, sentence, ids, g3)
         terms["damsm_w"] = self.lambda_damsm * (w0 + w1)
         terms["damsm_s"] = self.lambda_damsm * (s0 + s1)
@@ -299,3 +343,23 @@ class _ExportedGenerator(nn.Module):
         self, z: Tensor, sentence: Tensor, words: Tensor, mask: Tensor, ca_noise: Tensor
     ) -> Tensor:
         return self.generator(z, sentence, words, mask, ca_noise)[0][-1]
+
+
+def sort_by_caption_length(batch: Batch) -> Batch:
+    """The batch reordered by caption length, longest first (datasets.py prepare_data:
+    torch.sort(lengths, 0, True); stable here, so ties keep their order on every device)."""
+    assert batch.caption_lengths is not None
+    order = torch.sort(batch.caption_lengths, stable=True, dim=0, descending=True)[1]
+    return batch[order]
+
+
+def pil_resize(image: Tensor, size: int) -> Tensor:
+    """images (N, 3, H, W) in [-1, 1] on the uint8 grid -> (N, 3, size, size): each image as
+    uint8, PIL bilinear resize (torchvision Scale / Resize on a PIL image), then ToTensor and
+    Normalize(0.5, 0.5) as the official dataset (datasets.py:73-80, 99-101)."""
+    u8 = ((image.detach().float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    arrays = u8.permute(0, 2, 3, 1).cpu().numpy()
+    bilinear = Image.Resampling.BILINEAR
+    out = np.stack([np.asarray(Image.fromarray(a).resize((size, size), bilinear)) for a in arrays])
+    x = torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
+    return x.to(image.device, image.dtype)
