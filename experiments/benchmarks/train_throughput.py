@@ -2,14 +2,18 @@
 
     python experiments/benchmarks/train_throughput.py          # every conf/model/*.yaml, tiny
     python experiments/benchmarks/train_throughput.py --models spade,stylegan2 --steps 30
-    python experiments/benchmarks/train_throughput.py --config paper --batch-size 16   # on a GPU
+    python experiments/benchmarks/train_throughput.py --config paper \
+        --precisions 32-true,bf16-mixed,16-mixed --compile off,on          # the GPU table
 
 Each model runs in its own process (so its peak memory is its own) through the real training
 entry (compose + ganzoo.cli.build.train, logger=none, no checkpoint/sample/metric callbacks),
 on data=synthetic. `--config tiny` is `debug=smoke` (each model at the widths of
-conf/debug_model/smoke_<model>.yaml, 32x32); `--config paper` the model's own config. The
-iterations after `--warmup` are timed; an iteration is one minibatch with every phase due at
-it (D, G, lazy regularisers, StarGAN's n_critic), so images/s = iterations/s x batch. Peak
+conf/debug_model/smoke_<model>.yaml, 32x32); `--config paper` the model's own config at the
+paper's resolution and per-GPU batch (PAPER below; data=synthetic stands in for the dataset, so
+no download is needed). Every combination of `--precisions` (trainer.precision) and `--compile`
+(trainer.compile off/on) is a row. The iterations after `--warmup` are timed; an iteration is
+one minibatch with every phase due at it (D, G, lazy regularisers, StarGAN's n_critic), so
+images/s = iterations/s x batch. Peak
 memory: on a GPU torch's peak allocated memory during training, on the CPU the process's
 peak RSS (which includes the ~0.5 GiB of imported libraries; "RSS at start" is measured just
 before building the run). The rows are appended, with device, versions and git commit, to
@@ -42,6 +46,18 @@ sys.path.insert(0, str(REPO))
 from tests.conftest import compose_train  # noqa: E402
 
 from ganzoo.cli import build  # noqa: E402
+
+# --config paper: the paper's image size and per-GPU batch (conf/experiment/*: the batch of
+# the official multi-GPU runs divided by their GPUs), on data=synthetic.
+PAPER: dict[str, list[str]] = {
+    "stylegan2": ["data.resolution=1024", "data.batch_size=4"],  # config F, FFHQ: 32 / 8 GPUs
+    "spade": ["data.resolution=256", "data.batch_size=4"],  # ADE20K: 32 / 8 GPUs
+    "pix2pixhd": ["data.resolution=1024", "data.aspect_ratio=2.0", "data.batch_size=1"],
+    "stargan": ["data.resolution=128", "data.batch_size=16"],  # CelebA, 1 GPU
+    "biggan": ["data.resolution=128", "data.batch_size=32"],  # ImageNet 128: 256 / 8 GPUs
+    "attngan": ["data.resolution=256", "data.batch_size=20"],  # CUB, 3 stages up to 256
+    "damsm": ["data.resolution=299", "data.batch_size=48"],  # CUB DAMSM pretraining
+}
 
 
 def discover_models() -> list[str]:
@@ -86,6 +102,8 @@ def measure(model: str, config: str, steps: int, warmup: int, overrides: list[st
     base = [f"model={model}", "logger=none", "trainer.enable_progress_bar=false"]
     if config == "tiny":
         base.append("debug=smoke")
+    else:
+        base += PAPER.get(model, [])
     rss_start = _rss_mib()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_train(Path(tmp), [*base, f"steps={warmup + steps}", *overrides])
@@ -109,6 +127,8 @@ def measure(model: str, config: str, steps: int, warmup: int, overrides: list[st
     peak = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else _rss_mib()
     return {
         "model": model,
+        "precision": str(cfg.trainer.precision),
+        "compile": bool(cfg.trainer.compile),
         "config": config,
         "size": f"{int(cfg.data.resolution)}x{h}",
         "batch": batch,
@@ -175,16 +195,18 @@ def append(rows: list[dict], args: argparse.Namespace) -> None:
             f"config {args.config}, {args.warmup} warm-up + {args.steps} timed iterations, "
             f"overrides: {overrides}; load average (1 min) {args.load[0]:.1f} before, "
             f"{os.getloadavg()[0]:.1f} after (other jobs on the machine slow every row)\n\n"
-            "| model | size | batch | trainable params (M) | iterations/s | images/s "
-            f"| {memory} |\n"
-            f"|{' --- |' * (6 + memory.count('|') + 1)}\n"
+            "| model | precision | compile | size | batch | trainable params (M) | iterations/s "
+            f"| images/s | {memory} |\n"
+            f"|{' --- |' * (8 + memory.count('|') + 1)}\n"
         )
         for r in rows:
             if "error" in r:
-                f.write(f"| {r['model']} | failed: {r['error']} |\n")
+                f.write(f"| {r['model']} | {r['precision']} | {r['compile']} | failed: "
+                        f"{r['error']} |\n")  # fmt: skip
                 continue
             f.write(
-                f"| {r['model']} | {r['size']} | {r['batch']} | {r['params_m']:.2f} "
+                f"| {r['model']} | {r['precision']} | {'on' if r['compile'] else 'off'} "
+                f"| {r['size']} | {r['batch']} | {r['params_m']:.2f} "
                 f"| {r['iterations_s']:.2f} | {r['images_s']:.1f} | {r['peak_mib']:.0f} "
                 + ("|\n" if gpu else f"| {r['rss_start_mib']:.0f} | {own(r):.0f} |\n")
             )
@@ -195,16 +217,19 @@ def own(row: dict) -> float:
     return float(row["peak_mib"]) - float(row["rss_start_mib"])
 
 
-def run_one(model: str, args: argparse.Namespace) -> dict:
-    """Measure one model in a fresh process (its own peak memory)."""
+def run_one(model: str, precision: str, compile: str, args: argparse.Namespace) -> dict:
+    """Measure one model at one precision, compiled or not, in a fresh process (its own peak
+    memory)."""
     command = [sys.executable, __file__, "--one", model, "--config", args.config]
     command += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
-    command += ["--override", *args.override] if args.override else []
+    overrides = [f"trainer.precision={precision}", f"trainer.compile={compile == 'on'}"]
+    command += ["--override", *overrides, *args.override]
     out = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
         err = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"model": model, "error": err.replace("|", "/")}
+        return {"model": model, "precision": precision, "compile": compile,
+                "error": err.replace("|", "/")}  # fmt: skip
     return json.loads(lines[-1])
 
 
@@ -214,7 +239,12 @@ def main() -> None:
     parser.add_argument("--config", choices=["tiny", "paper"], default="tiny")
     parser.add_argument("--steps", type=int, default=20, help="timed iterations")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: 8 (tiny), the paper's per-GPU batch (paper)")  # fmt: skip
+    parser.add_argument("--precisions", default="32-true",
+                        help="comma-separated trainer.precision values, e.g. "
+                        "32-true,bf16-mixed,16-mixed")  # fmt: skip
+    parser.add_argument("--compile", default="off", help="off, on or off,on (trainer.compile)")
     parser.add_argument("--override", nargs="*", default=[], help="more key=value overrides")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
@@ -222,7 +252,11 @@ def main() -> None:
         row = measure(args.one, args.config, args.steps, args.warmup, args.override)
         print(json.dumps(row), flush=True)
         return
-    args.override = [f"data.batch_size={args.batch_size}", *args.override]
+    if args.batch_size is not None or args.config == "tiny":
+        args.override = [f"data.batch_size={args.batch_size or 8}", *args.override]
+    compiles = args.compile.split(",")
+    if set(compiles) - {"off", "on"}:
+        parser.error(f"--compile takes off, on or off,on; got {args.compile}")
     models = args.models.split(",") if args.models else discover_models()
     unknown = sorted(set(models) - set(discover_models()))
     if unknown:
@@ -232,8 +266,10 @@ def main() -> None:
     args.load = os.getloadavg()
     rows = []
     for model in models:
-        rows.append(run_one(model, args))
-        print(rows[-1], flush=True)
+        for precision in args.precisions.split(","):
+            for compile in compiles:
+                rows.append(run_one(model, precision, compile, args))
+                print(rows[-1], flush=True)
     append(rows, args)
     print(f"appended to {RESULTS.relative_to(REPO)}")
 
