@@ -32,6 +32,7 @@ OVERRIDES = (
     "data=synthetic",
     "data.resolution=32",
     "model.conditional=true",  # synthetic scenes: 12 classes, as the golden c_dim
+    "model.augment=none",  # the golden run has no augmentation (model_data sets diffaugment)
     "model.generator.z_dim=16",
     "model.generator.w_dim=16",
     "model.generator.mapping_layers=2",

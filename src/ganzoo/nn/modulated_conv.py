@@ -50,6 +50,9 @@ def modulated_conv2d(
         x = conv2d_resample(
             x, weight.to(x.dtype), resample_filter, up=up, padding=padding, flip_weight=flip_weight
         )
+        if dcoefs is not None and noise is not None:  # x * d + noise in one rounding: the
+            d = dcoefs.to(x.dtype).reshape(n, -1, 1, 1)  # official fma (networks.py:66-67)
+            return torch.addcmul(noise.to(x.dtype), x, d)
         if dcoefs is not None:
             x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
         return x if noise is None else x + noise.to(x.dtype)

@@ -8,11 +8,15 @@ Phases per iteration, in the official order (training_loop.py:197-208):
     D_reg   R1 = gamma / 2 * ||grad_x D(x)||^2 on reals (lazy: x r1_interval)      every 16
 
 The lazy-regularisation scaling of the loss and of Adam's lr and betas is GANTask's
-(`Phase.lazy`). Generated images use style mixing (probability 0.9: a second w after a random
-crossover layer, loss.py:38-48). Every image D sees goes through the augmentation:
-ADA's pipeline with probability p (a checkpointed buffer, adjusted every ada_interval iterations
-from r_t = E[sign(D(real))], training_loop.py:311-315) or DiffAugment. Samples use the
-truncation trick (psi, cutoff) and, by default, the constant noise inputs (generate.py).
+(`Phase.lazy`); as in loss.py, the regularisers add `image * 0` / `logits * 0` so that every
+parameter gets a (zero) gradient and Adam steps it. Generated images use style mixing
+(probability 0.9: a second w after a random crossover layer, loss.py:38-48). Every image D
+sees goes through the augmentation: ADA's pipeline with probability p (a checkpointed buffer,
+adjusted every ada_interval iterations from r_t = E[sign(D(real))], training_loop.py:311-315)
+or DiffAugment. Samples use the truncation trick (psi, cutoff) and, by default, the constant
+noise inputs (generate.py). Class-conditional: the labels of generated images are drawn i.i.d.
+from the dataset's label frequencies (`class_counts`, see `on_fit_start`), as the official
+draws labels of random dataset images.
 `draw_latents`, `generate` and `style_mix` are the hooks of `python -m ganzoo.sample`
 (action=generate | mix | interpolate; see ganzoo.sample).
 """
@@ -47,6 +51,7 @@ class StyleGAN2Task(GANTask):
     augment_p: Tensor
     ada_sign_sum: Tensor
     ada_sign_count: Tensor
+    class_counts: Tensor
 
     def __init__(
         self,
@@ -110,6 +115,9 @@ class StyleGAN2Task(GANTask):
         self.register_buffer("augment_p", torch.tensor(float(augment_p)))  # ADA probability p
         self.register_buffer("ada_sign_sum", torch.zeros([]))  # sum of sign(D(real)) ...
         self.register_buffer("ada_sign_count", torch.zeros([]))  # ... over this many logits
+        if c_dim > 0:  # how often each class occurs in the data: fake labels follow it
+            self.register_buffer("class_counts", torch.zeros(c_dim, dtype=torch.long))
+        self.observe_labels = True  # count the real batches' labels (no dataset list known)
 
     @property
     def g(self) -> Generator:
@@ -145,11 +153,43 @@ class StyleGAN2Task(GANTask):
         return F.one_hot(batch.class_id, self.c_dim).float()
 
     def fake_labels(self, batch: Batch) -> Tensor | None:
-        """Labels for generated images: the minibatch's labels in a random order (the official
-        draws labels of random dataset images, training_loop.py:265: the same
-        distribution, not paired with the reals)."""
-        c = self.labels(batch)
-        return None if c is None else c[torch.randperm(c.shape[0], device=c.device)]
+        """One-hot labels (N, c_dim) for generated images, drawn i.i.d. from the dataset's
+        labels (the official draws the labels of random dataset images, training_loop.py:265),
+        not paired with the reals; None when unconditional."""
+        if self.c_dim == 0:
+            return None
+        if self.observe_labels and int(self.class_counts.sum()) == 0:  # a loss outside fit
+            assert batch.class_id is not None
+            self.class_counts += torch.bincount(batch.class_id, minlength=self.c_dim)
+        return F.one_hot(self.draw_fake_class(batch.size), self.c_dim).float()
+
+    def draw_fake_class(self, n: int) -> Tensor:
+        """n class ids drawn i.i.d. with the frequencies of `class_counts`."""
+        counts = self.class_counts.float()
+        if float(counts.sum()) == 0:
+            raise ConfigError("no class labels known yet: set_class_distribution() before training")
+        return torch.multinomial(counts, n, replacement=True)
+
+    def set_class_distribution(self, counts: Tensor) -> None:
+        """The dataset's label histogram (c_dim,): fake labels follow it from now on."""
+        assert counts.shape == (self.c_dim,), (tuple(counts.shape), self.c_dim)
+        self.class_counts.copy_(counts.to(self.class_counts))
+        self.observe_labels = False
+
+    def on_fit_start(self) -> None:
+        """Fake labels follow the dataset's labels: a dataset that lists them (`targets`:
+        image folders, ImageNet) gives the exact histogram; otherwise (the procedural scenes)
+        the task counts the labels of the real batches it trains on, a histogram that is
+        saved in checkpoints and converges to the dataset's (the stream samples it
+        uniformly). Sampling never needs it: labels are then given."""
+        super().on_fit_start()
+        if self.c_dim == 0:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        targets = getattr(getattr(datamodule, "train_set", None), "targets", None)
+        if targets is not None:
+            ids = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+            self.set_class_distribution(torch.bincount(ids, minlength=self.c_dim)[: self.c_dim])
 
     def draw_z(self, n: int) -> Tensor:
         return torch.randn(n, self.z_dim, device=self.iteration.device)
@@ -211,7 +251,10 @@ class StyleGAN2Task(GANTask):
             lengths = grads.float().square().sum(2).mean(1).sqrt()  # (n,)
         pl_mean = self.pl_mean.lerp(lengths.mean(), self.pl_decay)
         self.pl_mean.copy_(pl_mean.detach())
-        return {"pl": (lengths - pl_mean).square().mean() * self.pl_weight}
+        penalty = (lengths - pl_mean).square() * self.pl_weight  # (n,)
+        # + image * 0 (loss.py:95): every G parameter gets a gradient, zero where the penalty
+        # has none (the ToRGB biases), so Adam steps and decays them as the official
+        return {"pl": (fake[:, 0, 0, 0] * 0 + penalty).mean()}
 
     def discriminator_loss(self, batch: Batch) -> dict[str, Tensor]:
         c_fake = self.fake_labels(batch)
@@ -231,11 +274,16 @@ class StyleGAN2Task(GANTask):
             logits = self.run_discriminator(real, self.labels(batch)).float()
             self.record_real_signs(logits)
             (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
-            penalty = grads.square().sum(dim=[1, 2, 3])  # (N,)
-        return {"r1": penalty.mean() * (self.r1_gamma / 2)}
+            penalty = grads.square().sum(dim=[1, 2, 3]) * (self.r1_gamma / 2)  # (N,)
+        # + logits * 0 (loss.py:129, broadcast (N, 1) + (N,) as there): D's output bias, which
+        # R1 does not reach, gets a zero gradient, so Adam steps it as the official
+        return {"r1": (logits * 0 + penalty).mean()}
 
     # ----- the loop: ADA and gradient hygiene --------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> None:
+        if self.c_dim > 0 and self.observe_labels:
+            assert batch.class_id is not None
+            self.class_counts += torch.bincount(batch.class_id, minlength=self.c_dim)
         super().training_step(batch, batch_idx)
         if self.augment != "ada":
             return
