@@ -1,0 +1,3 @@
+from ganzoo.studio.app import main
+
+main()
