@@ -172,3 +172,16 @@ def test_another_configuration_is_refused_in_one_line(
     with pytest.raises(ConvertError) as err:
         converted(make_cfg, override)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_ada_probability_and_w_avg_are_carried(
+    make_cfg: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = load_safe_pickle(PKL)
+    pipe = {"_buffers": {"p": torch.tensor(0.25)}, "_init_kwargs": {"xflip": 1}}
+    data["augment_pipe"] = PersistentObject("AugmentPipe", pipe, "0" * 64)
+    monkeypatch.setattr(reader, "load_safe_pickle", lambda path: data)
+    task = converted(make_cfg, "model.augment=ada")
+    assert float(task.augment_p) == 0.25
+    w_avg = data["G_ema"].state_dict()["mapping.w_avg"]
+    assert torch.equal(task.generator_ema.mapping.w_avg, w_avg)

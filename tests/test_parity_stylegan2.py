@@ -11,6 +11,7 @@ second z, the noise inputs and the path-length noise."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytorch_lightning as pl
@@ -91,7 +92,11 @@ def test_three_iterations_match_the_official_loop(make_cfg: Any) -> None:
 def test_fake_labels_are_drawn_from_the_dataset_labels(make_cfg: Any) -> None:
     task = converted(make_cfg)
     labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2, 11])  # the dataset's labels
-    task.set_class_distribution(torch.bincount(labels, minlength=12))
+    dataset = SimpleNamespace(targets=labels.numpy())  # an image folder lists them
+    task._trainer = SimpleNamespace(datamodule=SimpleNamespace(train_set=dataset))
+    task.on_fit_start()
+    assert task.class_counts.tolist() == torch.bincount(labels, minlength=12).tolist()
+    assert not task.observe_labels  # the real batches are not counted on top
     torch.manual_seed(0)
     ids = task.draw_fake_class(20000)
     freq = torch.bincount(ids, minlength=12).float() / len(ids)
