@@ -262,10 +262,16 @@ class StarGANTask(GANTask):
 
     def cls_loss(self, logits: Tensor, c: Tensor) -> Tensor:
         """Classification loss of D's logits (N, c_dim + c2_dim) for labels c (N, label_dim):
-        each image against its own dataset's part, averaged over the batch."""
-        first = classification_loss(logits[:, : self.c_dim], c[:, : self.c_dim], self.cls_kinds[0])
+        each image against its own dataset's part, averaged over the batch. On one dataset,
+        with the official reductions (solver.py:175-180): BCE summed over the batch / N,
+        cross-entropy's own mean (the same value, and the same rounding as the official)."""
+        first_logits, first_c = logits[:, : self.c_dim].float(), c[:, : self.c_dim].float()
         if not self.joint:
-            return first.mean()
+            if self.cls_kinds[0] == "bce":
+                bce = F.binary_cross_entropy_with_logits(first_logits, first_c, reduction="sum")
+                return bce / logits.shape[0]
+            return F.cross_entropy(first_logits, first_c.argmax(dim=1))
+        first = classification_loss(first_logits, first_c, self.cls_kinds[0])
         part = slice(self.c_dim, self.c_dim + self.c2_dim)
         second = classification_loss(logits[:, part], c[:, part], self.cls_kinds[1])
         return torch.where(c[:, -2] > 0.5, first, second).mean()
@@ -275,16 +281,18 @@ class StarGANTask(GANTask):
         x = batch.image
         c_org, _ = self.domain_labels(batch)
         c_trg = self.target_labels(batch)
+        # the official order and forwards (solver.py:243-262): D(x), G(x, c_trg), D(fake) apart
+        # (one D forward of both is the same function, but its gradient sums in another order)
+        src_real, cls_real = self.discriminator(x)
         with torch.no_grad():
             fake = self.generator(x, c_trg)
-        src, cls = self.discriminator(torch.cat([x, fake], dim=0))  # no norm in D: one forward
-        n = x.shape[0]
-        alpha = torch.rand(n, 1, 1, 1, device=x.device)
+        src_fake, _ = self.discriminator(fake)
+        alpha = torch.rand(x.shape[0], 1, 1, 1, device=x.device)
         gp = gradient_penalty(lambda h: self.discriminator(h)[0], interpolate(x, fake, alpha))
         return {
-            "real": -src[:n].float().mean(),
-            "fake": src[n:].float().mean(),
-            "cls": self.lambda_cls * self.cls_loss(cls[:n], c_org),
+            "real": -src_real.float().mean(),
+            "fake": src_fake.float().mean(),
+            "cls": self.lambda_cls * self.cls_loss(cls_real, c_org),
             "gp": self.lambda_gp * gp,
         }
 
