@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import random
 import sys
 import types
 from pathlib import Path
@@ -148,6 +149,16 @@ def test_truncated_or_foreign_files_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(UnsafePickleError, match="unreadable or truncated") as err:
         load_safe_pickle(cut)
     assert "\n" not in str(err.value)
+    raw, rng = PKL.read_bytes(), random.Random(0)
+    for _ in range(25):  # corrupted bytes: still a one-line error (or a readable pickle)
+        corrupt = bytearray(raw)
+        for _ in range(rng.randrange(1, 10)):
+            corrupt[rng.randrange(len(raw))] = rng.randrange(256)
+        cut.write_bytes(bytes(corrupt))
+        try:
+            load_safe_pickle(cut)
+        except UnsafePickleError as e:
+            assert "\n" not in str(e)
     tf_like = tmp_path / "tf.pkl"
     tf_like.write_bytes(b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x14dnnlib.tflib.network"
                         b"\x94\x8c\x07Network\x94\x93\x94.")  # fmt: skip

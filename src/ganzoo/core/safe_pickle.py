@@ -103,6 +103,9 @@ def _storage_from_bytes(data: Any) -> Any:
     except pickle.UnpicklingError as err:
         line = str(err).strip().splitlines()[0] if str(err).strip() else "refused"
         raise UnsafePickleError(f"a storage that is not plain data ({line})") from None
+    except Exception as err:  # torch's own checks of a corrupt storage record
+        line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnsafePickleError(f"a storage that cannot be read ({line})") from None
 
 
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *rest: Any) -> Tensor:
@@ -171,9 +174,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
-        raise UnsafePickleError(
-            f"refused global {module}.{name}: only tensors and plain network state are read"
-        )
+        why = "only tensors and plain network state are read"
+        if module.startswith("dnnlib.tflib"):
+            why = "a TensorFlow StyleGAN2 pickle; turn it into a PyTorch one with the official "
+            why += "stylegan2-ada-pytorch legacy.py first"
+        raise UnsafePickleError(f"refused global {module}.{name}: {why}")
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafePickleError("refused a persistent id: not a network pickle")
@@ -184,10 +189,13 @@ def load_safe_pickle(path: Path) -> Any:
     "augment_pipe": ...}) with modules as PersistentObjects; UnsafePickleError (one line)
     naming the first global outside the allow-list, or why the file is unreadable."""
     try:
-        with open(path, "rb") as f:
-            return _RestrictedUnpickler(f).load()
+        data = Path(path).read_bytes()  # read() of a corrupt length gets the rest, no more
+        return _RestrictedUnpickler(io.BytesIO(data)).load()
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{path}: {err}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+    except (
+        pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError,
+        IndexError, RuntimeError, OverflowError, MemoryError,
+    ) as err:  # fmt: skip
         line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UnsafePickleError(f"{path}: unreadable or truncated pickle ({line})") from None
