@@ -335,12 +335,12 @@ def test_slurm_preemption_saves_after_the_iteration_and_the_requeued_job_resumes
 
 
 def test_preemption_callback_leaves_plain_runs_alone() -> None:
-    callback = PreemptionCheckpoint(["SIGUSR1", "SIGUSR2"])
+    callback = PreemptionCheckpoint(["SIGUSR1", "SIGUSR2"], [])
     assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
     callback.on_fit_start(None, None)  # type: ignore[arg-type]
     assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL  # no handler: nothing to defer
     with pytest.raises(ConfigError, match="unknown signal SIGFOO in callbacks.preemption"):
-        PreemptionCheckpoint(["SIGFOO"])
+        PreemptionCheckpoint(["SIGFOO"], [])
 
 
 def test_slurm_launcher_config_composes(tmp_path: Path) -> None:

@@ -14,7 +14,17 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ganzoo.callbacks.checkpoint import RunStart
 from ganzoo.callbacks.run_info import git_state, machine
+from ganzoo.cli.rundir import (
+    RunDirLock,
+    check_free_space,
+    checkpoint_bytes,
+    checkpoint_problem,
+    first_process,
+    move_previous_run,
+    resume_checkpoint,
+)
 from ganzoo.core.errors import ConfigError, DataError, GanzooError
 from ganzoo.data.batch import Batch, check_fields
 from ganzoo.data.datamodule import GANDataModule
@@ -114,39 +124,44 @@ def provenance() -> dict[str, str]:
     }
 
 
-def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
-    """ckpt_path if given, else <run_dir>/checkpoints/last.ckpt when resume is on and it exists."""
-    if cfg.ckpt_path is not None:
-        path = Path(str(cfg.ckpt_path))
-        if not path.is_file():
-            raise ConfigError(f"ckpt_path={path} does not exist")
-        return str(path)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    return str(last) if cfg.resume and last.is_file() else None
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Build everything from the composed config and fit; returns the last logged values."""
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    """Build everything from the composed config and fit; returns the last logged values.
+
+    The run holds its run dir's lock throughout (ganzoo.cli.rundir: one run per dir)."""
     run_dir = Path(str(cfg.paths.run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not first_process():  # started by the first process of this run, which holds the lock
+        return _train(cfg, run_dir)
+    with RunDirLock(run_dir):
+        return _train(cfg, run_dir)
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    ckpt = resume_checkpoint(cfg, run_dir)
+    if ckpt is None and first_process() and (moved := move_previous_run(run_dir)) is not None:
+        print(f"ganzoo: starting over: the previous run in {run_dir} was moved to {moved}")
     dm = build_datamodule(cfg)
     task = build_task(cfg)
     check_fields(choice(cfg, "model"), task.required_fields(), str(cfg.data.name), dm.provides)
     dm.validate()
+    if first_process():
+        check_free_space(run_dir, checkpoint_bytes(task))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     task.run_config = {str(k): v for k, v in resolved.items()}
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    records = RunStart(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
     loggers = build_loggers(cfg)
     for lg in loggers:
         lg.log_hyperparams({**resolved, "provenance": provenance()})
     trainer = unwrap(
         lambda: instantiate(
-            cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers, default_root_dir=run_dir
+            cfg.trainer,
+            callbacks=[*build_callbacks(cfg), records],
+            logger=loggers,
+            default_root_dir=run_dir,
         )
     )
-    ckpt = resume_path(cfg, run_dir)
     if ckpt is not None:
         print(f"ganzoo: resuming from {ckpt}")
         if cfg.init_from is not None:
@@ -189,6 +204,8 @@ def load_run(ckpt: Path, device: str) -> tuple[GANTask, DictConfig]:
     """(task in eval mode on `device` with the checkpoint's weights, the run's config)."""
     if not ckpt.is_file():
         raise ConfigError(f"ckpt={ckpt} does not exist")
+    if (problem := checkpoint_problem(ckpt)) is not None:
+        raise ConfigError(f"ckpt={ckpt} {problem}")
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     if "ganzoo_config" not in checkpoint:
         raise ConfigError(f"ckpt={ckpt} is not a ganzoo checkpoint (no ganzoo_config)")

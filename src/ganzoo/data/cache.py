@@ -13,13 +13,16 @@ The .bin files are uncompressed and read through numpy memmaps, so a sample cost
 page-cache copy instead of a JPEG/PNG decode and a resize (numbers in
 experiments/benchmarks/results/data_cache.md). An adapter opens its cache when the
 folder exists and refuses it, with one line, when the manifest disagrees with the
-dataset: adapter, split, size, resize filter, pixel-changing settings, sample count
-or the SHA-256 of the file list.
+dataset: adapter, split, size, resize filter, pixel-changing settings, sample count,
+the SHA-256 of the file list, the dataset's resolved root (a cache prepared from one copy
+of a dataset never stands in for another) or the SHA-256 of the files' sizes and
+modification times (a file rewritten since).
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -53,8 +56,28 @@ def manifest_key(ds: FileDataset) -> dict[str, Any]:
         "params": ds.cache_params(),
         "count": ds.stored,
         "files_sha256": ds.file_list_digest(),
+        "root": str(Path(ds.root).resolve()),
+        "files_stat_sha256": files_stat_digest(ds),
     }
     return json.loads(json.dumps(key))
+
+
+def files_stat_digest(ds: FileDataset) -> str:
+    """SHA-256 of every sample's files' relative paths, sizes and modification times: a file
+    replaced, rewritten or cut short since the cache was prepared changes it (one stat each)."""
+    h = hashlib.sha256()
+    root = Path(ds.root)
+    for i in range(ds.stored):
+        for path in ds.sources(i):
+            st = path.stat()
+            h.update(f"{path.relative_to(root)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+EXPLAIN = {  # manifest keys whose values say little to a person: what a mismatch means
+    "files_sha256": "the list of files differs",
+    "files_stat_sha256": "files were rewritten since it was prepared (sizes or modification times)",
+}
 
 
 def _rerun(ds: FileDataset) -> str:
@@ -76,10 +99,13 @@ def open_cache(ds: FileDataset) -> ArrayCache | None:
     manifest = json.loads(manifest_file.read_text())
     for key, value in manifest_key(ds).items():
         if manifest.get(key) != value:
-            raise DataError(
-                f"data={ds.name}: stale cache {path}: its manifest has {key}="
-                f"{_short(manifest.get(key))}, the dataset has {_short(value)}; {_rerun(ds)}"
+            why = (
+                f"{EXPLAIN[key]} ({key})"
+                if key in EXPLAIN
+                else f"its manifest has {key}={_short(manifest.get(key))}, "
+                f"the dataset has {_short(value)}"
             )
+            raise DataError(f"data={ds.name}: stale cache {path}: {why}; {_rerun(ds)}")
     if manifest["skipped"] and ds.on_corrupt == "fail":
         raise DataError(
             f"data={ds.name}: cache {path} substitutes {len(manifest['skipped'])} unreadable "
@@ -169,7 +195,6 @@ def write_cache(
             "files": sum(len(ds.sources(i)) for i in range(n)),
         },
         "bytes": {k: sizes[k] * np.dtype(fields[k]["dtype"]).itemsize for k in fields},
-        "root": str(ds.root),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -377,6 +377,8 @@ class GANTask(pl.LightningModule):
                 f"ganzoo: extending the finished run from {done} to {self.total_iterations} "
                 "iterations (schedules follow the new steps)"
             )
+        elif done < self.total_iterations:  # e.g. iter_N.ckpt saved at the last batch of a run
+            fit_loop["epoch_loop.batch_progress"]["is_last_batch"] = False  # that had steps=N
 
 
 def reopen_finished_run(checkpoint: dict[str, Any]) -> None:
