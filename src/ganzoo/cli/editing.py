@@ -28,7 +28,15 @@ from ganzoo.core.image import colorize_labels, grid, save_png, to_uint8
 from ganzoo.core.weights import sha256_of
 from ganzoo.data.files import center_crop_aspect, resize_image
 from ganzoo.tasks.editgan import EditGANTask
-from ganzoo.tasks.editing import EditSettings, EditVector, apply_edits, edit, embed, segment
+from ganzoo.tasks.editing import (
+    EditSettings,
+    EditVector,
+    EmbedSettings,
+    apply_edits,
+    edit,
+    embed,
+    segment,
+)
 
 WS_FORMAT = "ganzoo.editgan.ws/1"
 
@@ -68,7 +76,9 @@ def save_ws(ws: Tensor, path: Path, source: str) -> Path:
     return path
 
 
-def load_image_ws(task: EditGANTask, path: str | Path) -> tuple[Tensor, Tensor]:
+def load_image_ws(
+    task: EditGANTask, path: str | Path, settings: EmbedSettings | None = None
+) -> tuple[Tensor, Tensor]:
     """(ws (1, num_ws, w_dim), image (1, 3, R, R)) of a _ws.pt file or an image (embedded)."""
     path = Path(path)
     if path.suffix == ".pt":
@@ -82,7 +92,7 @@ def load_image_ws(task: EditGANTask, path: str | Path) -> tuple[Tensor, Tensor]:
             image = task.synthesize(ws)[0]
         return ws, image
     image = read_rgb(path, task.resolution)[None].to(task.device)
-    return embed(task, image), image
+    return embed(task, image, settings), image
 
 
 def _task(task: Any) -> EditGANTask:
@@ -112,7 +122,7 @@ def embed_action(cfg: DictConfig, task: Any, ckpt: Path) -> dict[str, Any]:
     task = _task(task)
     files = _files(cfg.images, "images")
     images = torch.stack([read_rgb(f, task.resolution) for f in files]).to(task.device)
-    ws = embed(task, images)
+    ws = embed(task, images, _embed_settings(cfg, task))
     with torch.no_grad():
         recon, logits = segment(task, ws)
     out = _out(cfg, ckpt, "embed")
@@ -135,7 +145,7 @@ def edit_action(cfg: DictConfig, task: Any, ckpt: Path) -> dict[str, Any]:
     if cfg.image is None or cfg.mask is None:
         raise ConfigError("action=edit needs image=FILE (a PNG or an embed _ws.pt) and "
                           "mask=FILE.png (the edited label ids)")
-    ws, _ = load_image_ws(task, str(cfg.image))
+    ws, _ = load_image_ws(task, str(cfg.image), _embed_settings(cfg, task))
     target = read_mask(str(cfg.mask))
     source = {"image": str(cfg.image), "mask": str(cfg.mask), "checkpoint": str(ckpt),
               "checkpoint_sha256": sha256_of(ckpt)}
@@ -154,6 +164,11 @@ def edit_action(cfg: DictConfig, task: Any, ckpt: Path) -> dict[str, Any]:
             "classes": result.vector.classes, "seconds": round(result.seconds, 3),
             **edit_quality(result.image_before, result.image_after, result.region,
                            result.mask_after, result.target)}
+
+
+def _embed_settings(cfg: DictConfig, task: EditGANTask) -> EmbedSettings:
+    s = task.embed_settings
+    return s if cfg.embedding_steps is None else replace(s, steps=int(cfg.embedding_steps))
 
 
 def _edit_settings(cfg: DictConfig, task: EditGANTask) -> EditSettings:
@@ -183,7 +198,7 @@ def apply_edit_action(cfg: DictConfig, task: Any, ckpt: Path) -> dict[str, Any]:
     sources = _files(cfg.images, "images") if cfg.images else [str(cfg.image or "")]
     if sources == [""]:
         raise ConfigError("action=apply_edit needs images=[a.png,...] (or _ws.pt files)")
-    pairs = [load_image_ws(task, s) for s in sources]
+    pairs = [load_image_ws(task, s, _embed_settings(cfg, task)) for s in sources]
     ws = torch.cat([p[0] for p in pairs])
     edited = apply_edits(task, ws, vectors, scales,
                          None if cfg.refine_steps is None else int(cfg.refine_steps))

@@ -62,8 +62,10 @@ class LPIPS(nn.Module):
             for i in indices:
                 block.add_module(str(i), layers[i])
             self.add_module(f"slice{k}", block)
-        for k, c in enumerate(CHANNELS):  # lin<k>.model.1: Dropout (inert in eval), 1x1 conv
-            self.add_module(f"lin{k}", nn.Sequential(nn.Identity(), nn.Conv2d(c, 1, 1, bias=False)))
+        for k, c in enumerate(CHANNELS):  # NetLinLayer: model = Dropout (inert in eval), 1x1 conv
+            lin = nn.Module()
+            lin.model = nn.Sequential(nn.Dropout(), nn.Conv2d(c, 1, 1, bias=False))
+            self.add_module(f"lin{k}", lin)
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -91,7 +93,7 @@ class LPIPS(nn.Module):
         """Distances (N,) between two lists of `features` (a fixed target's computed once)."""
         total = fx[0].new_zeros(fx[0].shape[0])
         for k, (a, b) in enumerate(zip(fx, fy, strict=True)):
-            total = total + getattr(self, f"lin{k}")((a - b).square()).mean(dim=(1, 2, 3))
+            total = total + getattr(self, f"lin{k}").model((a - b).square()).mean(dim=(1, 2, 3))
         return total
 
     @classmethod
@@ -133,7 +135,7 @@ def random_lpips(seed: int = 0) -> LPIPS:
         torch.manual_seed(seed)
         model = LPIPS()
         for k, c in enumerate(CHANNELS):
-            getattr(model, f"lin{k}")[1].weight.fill_(1.0 / c)
+            getattr(model, f"lin{k}").model[1].weight.fill_(1.0 / c)
         for m in model.modules():
             if isinstance(m, nn.Conv2d) and m.bias is not None:  # torchvision's vgg init
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
