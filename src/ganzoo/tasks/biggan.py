@@ -101,7 +101,7 @@ class BigGanTask(GANTask):
         if num_d_steps < 1:
             raise ConfigError(f"optim.num_d_steps must be >= 1; got {num_d_steps}")
         ema = dict(ema)
-        ema_buffers = str(ema.pop("buffers", "average"))
+        ema_buffers = str(ema.pop("buffers"))
         if ema_buffers not in ("average", "copy"):
             raise ConfigError(f"model.ema.buffers={ema_buffers}; valid: average, copy")
         self.ema_buffers: EmaBuffers = "average" if ema_buffers == "average" else "copy"
