@@ -150,6 +150,15 @@ class _NoGlobals(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
+def load_plain(path: Path) -> Any:
+    """A pickle of plain containers (lists, tuples, dicts, str, bytes, numbers; Python 2 or 3)
+    read without building any object through a global: anything else is refused (DataError)."""
+    try:
+        return _NoGlobals(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as err:
+        raise DataError(f"{path}: not a plain pickle of lists, dicts and strings ({err})") from None
+
+
 def load_name_list(path: Path) -> list[str]:
     """A pickled list of strings (AttnGAN's filenames.pickle, Python 2 or 3), safely."""
     try:
