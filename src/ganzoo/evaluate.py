@@ -10,13 +10,17 @@ rebuilt from the config stored in the checkpoint (``ganzoo_config``), its weight
 inputs of the reference split. Two folders are compared image by image as they are (png / jpg /
 jpeg files, not recursive, in name order; at most num_samples generated and num_real real ones),
 like torch-fidelity's ``--input1 fake --input2 real``. The JSON (numbers and provenance) is
-printed on stdout and written to ``<run_dir>/evaluation.json``.
+printed on stdout and written to ``evaluation.json`` beside the run of the checkpoint
+(``<run>/evaluation.json`` for ``<run>/checkpoints/*.ckpt``; folders: outputs/evaluate/<time>/),
+and the values are repeated in one line on stderr. Long steps (generating, extracting features,
+training an evaluator) show progress bars on stderr.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ from torch import Tensor
 from ganzoo.callbacks.metrics import build_suite, counts, prepare_evaluation
 from ganzoo.cli.build import build_datamodule, load_run, provenance
 from ganzoo.cli.entry import run
+from ganzoo.core.console import progress
 from ganzoo.core.errors import ConfigError
 from ganzoo.metrics.suite import MetricSettings, MetricSuite
 
@@ -136,10 +141,14 @@ def evaluate_folders(cfg: DictConfig, settings: MetricSettings, device: torch.de
     real = image_files(str(cfg.real))[:num_real]
     suite = _suite(cfg, settings, [], "image_folder", None).to(device)
     if suite.reference_spaces():
-        for images in _stream(real, settings.batch_size, device):
-            suite.update_real(images)
-    for images in _stream(fake, settings.batch_size, device):
-        suite.update_fake(images)
+        with progress(len(real), "features of the real images", "img") as bar:
+            for images in _stream(real, settings.batch_size, device):
+                suite.update_real(images)
+                bar.update(len(images))
+    with progress(len(fake), "features of the generated images", "img") as bar:
+        for images in _stream(fake, settings.batch_size, device):
+            suite.update_fake(images)
+            bar.update(len(images))
     results = suite.compute()
     info = {"real": str(cfg.real), "fake": str(cfg.fake), "num_fake": len(fake)}
     info["num_real"] = len(real) if suite.reference_spaces() else 0
@@ -172,6 +181,8 @@ def main_fn(cfg: DictConfig) -> None:
     tmp.write_text(json.dumps(result, indent=1) + "\n")
     os.replace(tmp, target)
     print(json.dumps(result), flush=True)
+    values = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
+    print(f"ganzoo: {values} (written to {target})", file=sys.stderr, flush=True)
 
 
 def main() -> None:

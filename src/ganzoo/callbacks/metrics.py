@@ -36,6 +36,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from ganzoo.core.console import progress
 from ganzoo.core.errors import ConfigError
 from ganzoo.data.batch import Batch, collate
 from ganzoo.data.synthetic import SyntheticScenes
@@ -220,12 +221,14 @@ def reference_features(
     if missing:
         parts: dict[str, list[Tensor]] = {space: [] for space in missing}
         attrs: list[Tensor] = []
-        for _, batch in _batches(dataset, range(count), batch_size):
-            feats = suite.real_features(batch.image.to(device), spaces=missing)
-            for space in missing:
-                parts[space].append(feats[space])
-            if batch.attributes is not None:
-                attrs.append(batch.attributes.float())
+        with progress(count, f"{'/'.join(missing)} features of real images", "img") as bar:
+            for _, batch in _batches(dataset, range(count), batch_size):
+                feats = suite.real_features(batch.image.to(device), spaces=missing)
+                for space in missing:
+                    parts[space].append(feats[space])
+                if batch.attributes is not None:
+                    attrs.append(batch.attributes.float())
+                bar.update(batch.size)
         for space in missing:
             found[space] = {"features": torch.cat(parts[space])}
             if attrs:
@@ -303,7 +306,9 @@ def score_generated(
     generator from (seed, first index of the batch); with `shard`'s whole-batch shares, image i
     is the same however the images are split between processes.
     """
+    bar = progress(len(indices), "generating images for the metrics", "img")
     for idx, batch in _batches(dataset, indices, batch_size):
+        bar.update(len(idx))
         batch = batch.to(device)
         parts = [
             sample_latents(1, torch.Generator(device).manual_seed(seed * 1_000_003 + i))
@@ -316,6 +321,7 @@ def score_generated(
         if suite.views():
             assert view is not None
             suite.update_views({v: view(v, batch, images) for v in suite.views()})
+    bar.close()
 
 
 def counts(settings: MetricSettings, split_length: int) -> tuple[int, int]:

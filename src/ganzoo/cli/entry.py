@@ -13,6 +13,8 @@ every job would meet again, stops the whole sweep at once with status 2.
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import sys
 import traceback
 import warnings
@@ -39,6 +41,13 @@ QUIET = [
 ]
 
 
+# modules whose FutureWarning / DeprecationWarning a user cannot act on (quiet_libraries)
+LIBRARIES = (
+    r"(torch|torchvision|pytorch_lightning|lightning_fabric|lightning_utilities|wandb|hydra"
+    r"|omegaconf)\b"
+)
+
+
 class SweepConfigError(ConfigError):
     """A config error that every job of a sweep would meet again: it stops the whole sweep."""
 
@@ -52,12 +61,31 @@ class JobFailed(CompactHydraException):
 warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema")
 
 
+def quiet_libraries() -> None:
+    """Cut the libraries' banners and deprecation noise (GANZOO_VERBOSE=1 keeps them): W&B's
+    start and sync banners (offline runs sync with `wandb sync <run_dir>/wandb/...`),
+    Lightning's tips and "GPU available" lines, FutureWarning / DeprecationWarning raised
+    inside torch, Lightning, W&B, Hydra or OmegaConf (not ganzoo's own)."""
+    if os.environ.get("GANZOO_VERBOSE", "0") not in ("", "0"):
+        return
+    os.environ.setdefault("WANDB_SILENT", "true")
+    for name in (
+        "pytorch_lightning.utilities.rank_zero",
+        "lightning_fabric.utilities.rank_zero",
+        "lightning.pytorch.utilities.rank_zero",
+    ):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=LIBRARIES)
+
+
 def run(config_name: str, fn: Callable[[DictConfig], Any], quiet: bool = False) -> None:
     """`python -m ganzoo.<entry>`: check the overrides, then let Hydra compose and call fn.
 
     quiet: no run dir, no logging (for entries that only print, like ganzoo.info).
     """
     resolvers.register()
+    quiet_libraries()
     if quiet:
         sys.argv.extend(QUIET)
     try:

@@ -30,6 +30,15 @@ def _width(height: int, aspect_ratio: float) -> int:
     return int(round(height * aspect_ratio))
 
 
+def evaluation_dir(ckpt: str | None, otherwise: str) -> str:
+    """Where ganzoo.evaluate writes: a checkpoint's run dir (<run>/checkpoints/x.ckpt -> <run>,
+    else the checkpoint's folder), or `otherwise` for image folders."""
+    if ckpt is None:
+        return otherwise
+    path = Path(str(ckpt))
+    return str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
+
+
 def wandb_offline() -> bool:
     """Offline unless W&B credentials or an explicit online mode are configured."""
     mode = os.environ.get("WANDB_MODE", "").lower()
@@ -121,6 +130,7 @@ def register() -> None:
         ("ganzoo.add", _add),
         ("ganzoo.height", _height),
         ("ganzoo.width", _width),
+        ("ganzoo.evaluation_dir", evaluation_dir),
         ("ganzoo.wandb_offline", wandb_offline),
         ("ganzoo.run_id", run_id),
         ("ganzoo.sweep_group", sweep_group),

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ganzoo.core.console import note
 from ganzoo.core.errors import ConfigError, WeightsError
 
 _CHUNK_BYTES = 1 << 20  # hash files 1 MiB at a time
@@ -215,6 +216,12 @@ def resolve(
                 f"expected sha256 {entry.expected()}"
             )
         digest = sha256_of(given)
+        if not entry.matches(digest):
+            note(
+                f"weights.{key}={path} is not the published {entry.filename} (sha256 "
+                f"{digest[:12]}..., published {entry.expected()[:12]}...): used as given and its "
+                "hash recorded; numbers made with it are not comparable with published ones"
+            )
         return ResolvedWeights(key, given, digest, published=entry.matches(digest))
 
     directory = Path(weights_dir).expanduser()
@@ -246,9 +253,16 @@ def load_state_dict(resolved: ResolvedWeights) -> dict[str, Tensor]:
     where = f"weights.{resolved.key}: file {resolved.path}"
     try:
         loaded = torch.load(resolved.path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+    except pickle.UnpicklingError as error:  # objects other than tensors: refused
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
         raise WeightsError(f"{where} cannot be loaded as weights only: {first_line}") from error
+    except Exception as error:  # the weights-only unpickler meets garbage with any error
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise WeightsError(
+            f"{where} is not a PyTorch weights file ({type(error).__name__}"
+            f"{': ' + first_line if first_line else ''}); pass the published file or a state "
+            "dict saved with torch.save"
+        ) from error
     if not isinstance(loaded, Mapping) or not all(
         isinstance(name, str) and isinstance(value, Tensor) for name, value in loaded.items()
     ):

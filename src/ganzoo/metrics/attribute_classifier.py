@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from ganzoo.core.errors import ConfigError
 from ganzoo.core.weights import sha256_of
 from ganzoo.metrics.cache import ManifestCache, fingerprint
-from ganzoo.metrics.recipe import EvaluatorRecipe, fit
+from ganzoo.metrics.recipe import EvaluatorRecipe, fit, rendered
 
 _ARCHITECTURE = "attribute-net-v1"  # bump when AttributeNet changes (part of the cache manifest)
 _META = "meta."  # payload keys that are not weights
@@ -95,7 +95,9 @@ def train_attribute_net(
         x = torch.where(flip[:, None, None, None], images[idx].flip(3), images[idx])
         return F.binary_cross_entropy_with_logits(net(x), attributes[idx].float())
 
-    return fit(lambda: AttributeNet(attributes.shape[1]), len(images), recipe, loss)
+    return fit(
+        lambda: AttributeNet(attributes.shape[1]), len(images), recipe, loss, "attribute classifier"
+    )
 
 
 def attribute_accuracy(predicted: Tensor, target: Tensor) -> Tensor:
@@ -201,7 +203,7 @@ def load_or_train(
     stored = cache.load(manifest)
     if stored is None:
         start = time.perf_counter()
-        samples = [dataset[i] for i in range(needed)]
+        samples = rendered(dataset, needed, "images for the attribute classifier")
         images = torch.stack([s["image"] for s in samples])
         attrs = torch.stack([s["attributes"] for s in samples])
         n = recipe.train_samples

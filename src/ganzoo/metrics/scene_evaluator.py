@@ -32,7 +32,7 @@ from ganzoo.core.errors import ConfigError
 from ganzoo.core.weights import sha256_of
 from ganzoo.metrics.agreement import confusion_matrix, scores_from_confusion
 from ganzoo.metrics.cache import ManifestCache, fingerprint
-from ganzoo.metrics.recipe import EvaluatorRecipe, fit
+from ganzoo.metrics.recipe import EvaluatorRecipe, fit, rendered
 
 _ARCHITECTURE = "scene-net-v1"  # bump when SceneNet changes (part of the cache manifest)
 _META = "meta."  # payload keys that are not weights (training time, holdout scores)
@@ -106,7 +106,9 @@ def train_scene_net(
         seg, cls, _ = net(images[idx])
         return F.cross_entropy(seg, labels[idx]) + F.cross_entropy(cls, classes[idx])
 
-    return fit(lambda: SceneNet(num_labels, num_classes), len(images), recipe, loss)
+    return fit(
+        lambda: SceneNet(num_labels, num_classes), len(images), recipe, loss, "scene evaluator"
+    )
 
 
 class SceneEvaluator(nn.Module):
@@ -174,7 +176,7 @@ def load_or_train(
     stored = cache.load(manifest)
     if stored is None:
         start = time.perf_counter()
-        samples = [dataset[i] for i in range(needed)]
+        samples = rendered(dataset, needed, "scenes for the scene evaluator")
         net = train_scene_net(samples[: recipe.train_samples], num_labels, num_classes, recipe)
         report = {"train_seconds": time.perf_counter() - start}
         report.update(_holdout_scores(net, samples[recipe.train_samples :]))
