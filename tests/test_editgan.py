@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from ganzoo.models.stylegan2 import Generator
 from ganzoo.sample import main_fn as sample_main
 from ganzoo.tasks.editgan import EditGANTask
 from ganzoo.tasks.editing import EditSettings, EditVector, apply_edits, edit, embed, segment
-from tests.conftest import compose_train
+from tests.conftest import REPO, compose_train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -67,6 +68,18 @@ def test_lpips_reads_its_two_weight_files_and_is_a_distance(lpips_files, tmp_pat
     x.requires_grad_(True)
     model(x, y).sum().backward()  # gradients reach the image, never the frozen network
     assert x.grad is not None and all(p.grad is None for p in model.parameters())
+
+
+def test_lpips_equals_the_official_network() -> None:
+    """tests/golden/editgan: the official PNetLin (VGG16, v0.1) with the released lin file."""
+    sys.path.insert(0, str(REPO / "experiments" / "parity"))
+    from editgan import vgg16_weights  # the seeded VGG16 both sides use (not stored)
+
+    golden = torch.load(REPO / "tests/golden/editgan/forward.pt", weights_only=True)
+    model = LPIPS.from_state_dicts(vgg16_weights(), golden["lin"])
+    with torch.no_grad():
+        distance = model(golden["x"], golden["y"])
+    torch.testing.assert_close(distance, golden["distance"], rtol=1e-5, atol=0)
 
 
 def test_lpips_missing_or_wrong_files_are_one_line_errors(lpips_files, tmp_path: Path) -> None:
