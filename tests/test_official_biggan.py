@@ -119,3 +119,38 @@ def test_wrong_class_count_resolution_and_width_are_one_line_errors(make_cfg, tm
     torch.save(g, bad / "G.pth")
     with pytest.raises(ConvertError, match="missing from the release: generator.linear.bias"):
         official.assemble(task, convert(bad, task))
+
+
+class _Mkdir:
+    """A pickle that would create a folder when loaded (the 'malicious file' of issue 13)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.mkdir, (str(self.path),))
+
+
+def test_malicious_files_run_nothing_and_state_dict_is_optional(make_cfg, tmp_path) -> None:
+    import numpy as np
+
+    task = build_task(make_cfg(*SMALL))
+    folder = tmp_path / "weights"
+    shutil.copytree(GOLDEN / "trained", folder)
+    marker = tmp_path / "executed"
+    g = torch.load(folder / "G.pth")
+    torch.save({**g, "payload": _Mkdir(marker)}, folder / "G.pth")
+    with pytest.raises(ConvertError, match="refused") as err:
+        convert(folder, task)
+    assert "\n" not in str(err.value) and not marker.exists()
+    torch.save(g, folder / "G.pth")
+    run_state = torch.load(folder / "state_dict.pth", weights_only=False)
+    # numpy scalars (best_IS / best_FID after an evaluation) are read; anything else skipped
+    torch.save({**run_state, "best_FID": np.float64(12.5)}, folder / "state_dict.pth")
+    assert "the release was trained for 3 G iterations" in convert(folder, task).notes
+    torch.save({**run_state, "payload": _Mkdir(marker)}, folder / "state_dict.pth")
+    result = convert(folder, task)
+    assert any("state_dict.pth not read" in n for n in result.notes) and not marker.exists()
+    assert [p.name for p in result.sources] == ["G.pth", "G_ema.pth", "D.pth"]

@@ -15,9 +15,10 @@ map 1:1. BatchNorm statistics live in torch BatchNorm modules: the official ccbn
 `output_layer.0.weight`; `num_batches_tracked` (absent officially, unused at momentum 0.1)
 starts at 0. Missing sv0 entries (TF-Hub files; logging only) become 1.
 
-state_dict.pth holds the counters and the run's config (with nn.ReLU objects, which are the
-only globals allowed when it is read with weights_only=True); its config is checked against
-the task, its `itr` recorded in the notes. A converted run starts at iteration 0.
+state_dict.pth holds the counters and the run's config (with nn.ReLU objects and numpy scalars,
+the only globals allowed when it is read with weights_only=True; a file with anything else is
+skipped with a note); its config is checked against the task, its `itr` recorded in the notes.
+A converted run starts at iteration 0.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ganzoo.official.base import Converted, ConvertError, find_file, load_torch, prefixed, require
+from ganzoo.official.base import Converted, find_file, load_torch, prefixed, require
 
 _BLOCKS_TO_RESOLUTION_G = {3: 32, 4: 64, 5: 128, 6: 256, 7: 512}  # BigGAN.py G_arch
 _BLOCKS_TO_RESOLUTION_D = {4: 32, 5: 64, 6: 128, 7: 256}  # D_arch
@@ -131,16 +132,30 @@ def generator_state(official: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def _load_state(path: Path) -> dict[str, Any]:
-    """state_dict.pth (counters + config; its config pickles nn.ReLU objects)."""
+def _run_state_globals() -> list[Any]:
+    """What a state_dict.pth may hold besides plain data: the config's nn.ReLU objects and the
+    numpy scalars of best_IS / best_FID (under numpy 1 and numpy 2 names)."""
+    import numpy as np  # noqa: PLC0415
+
+    scalar = np.float64(0).__reduce__()[0]  # numpy._core.multiarray.scalar
+    return [
+        nn.ReLU,
+        np.dtype,
+        type(np.dtype(np.float64)),
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+    ]
+
+
+def _load_state(path: Path) -> dict[str, Any] | None:
+    """state_dict.pth (counters + config), read with weights_only=True and only the globals of
+    `_run_state_globals` allowed; None when it holds anything else (it is optional)."""
     try:
-        with torch.serialization.safe_globals([nn.ReLU]):
+        with torch.serialization.safe_globals(_run_state_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 -- optional file: one line, then go on
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConvertError(f"{path}: not a BigGAN-PyTorch state_dict.pth ({first})") from None
-    require(isinstance(state, dict), f"{path}: not a BigGAN-PyTorch state_dict.pth")
-    return dict(state)
+    except Exception:  # noqa: BLE001 -- optional file: the caller notes it was not read
+        return None
+    return dict(state) if isinstance(state, dict) else None
 
 
 def _check_config(config: dict[str, Any], task: Any) -> list[str]:
@@ -214,8 +229,10 @@ def convert(source: Path, task: Any) -> Converted:
         sources.append(d_path)
     else:
         absent.append("discriminator.")
-    if sd_path is not None:
-        run_state = _load_state(sd_path)
+    run_state = _load_state(sd_path) if sd_path is not None else None
+    if sd_path is not None and run_state is None:
+        notes.append("state_dict.pth not read: it holds objects beyond plain data and nn.ReLU")
+    if sd_path is not None and run_state is not None:
         sources.append(sd_path)
         config = run_state.get("config")
         if isinstance(config, dict):
