@@ -11,7 +11,10 @@ configuration (SMALL below), imported from the official checkout. The two altern
 iteration by iteration: after each ganzoo iteration (timed from Lightning's batch start to its
 end, so ganzoo's loop overhead counts) the official code runs the same phases once (timed around
 its own loop body; its data are ready-made tensors). Medians over the timed iterations after
-`--warmup`; ratio = ganzoo / official (below 1 = ganzoo faster). One intra-op thread on both
+`--warmup` that ran the same phases (e.g. StyleGAN2's G+D, and G+G_reg+D+D_reg with both lazy
+regularisers), and the mean over all of them; ratio = ganzoo / official (below 1 = ganzoo
+faster). The two sides are initialised independently at the same configuration (the cost of an
+iteration does not depend on the weights' values). One intra-op thread on both
 sides (OMP/MKL and torch), so other jobs on a shared machine disturb less; the load average
 before and after each model is recorded with the numbers.
 
@@ -36,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,14 +63,51 @@ SMALL: dict[str, list[str]] = {
     "stylegan2": [
         "data.resolution=32",
         "data.batch_size=8",
-        "model.generator.z_dim=128",
-        "model.generator.w_dim=128",
+        "model.generator.z_dim=64",
+        "model.generator.w_dim=64",
         "model.generator.mapping_layers=2",
-        "model.generator.channel_base=4096",
-        "model.generator.channel_max=128",
+        "model.generator.channel_base=2048",
+        "model.generator.channel_max=64",
         "model.discriminator.mbstd_group_size=4",
         "model.r1_interval=4",  # so that every 4th iteration has all four phases
         "model.pl_interval=4",
+    ],
+    "spade": [
+        "data.resolution=64",
+        "data.batch_size=4",
+        "model.generator.ngf=16",
+        "model.discriminator.ndf=16",
+        "model.lambda_vgg=0",  # VGG19 weights are a download; off on both sides
+    ],
+    "pix2pixhd": [
+        "data.resolution=64",
+        "data.batch_size=2",
+        "model.netG=global",
+        "model.generator.ngf=16",
+        "model.generator.n_downsample_global=3",
+        "model.generator.n_blocks_global=3",
+        "model.discriminator.ndf=16",
+        "model.discriminator.num_scales=2",
+        "model.lambda_vgg=0",  # VGG19 weights are a download; off on both sides
+    ],
+    "biggan": [
+        "optim=biggan_code",  # one D step per G step, no ortho reg (the official script)
+        "data.resolution=32",
+        "data.batch_size=8",
+        "model.generator.ch=16",
+        "model.generator.dim_z=32",
+        "model.generator.shared_dim=32",
+        "model.generator.attention=[16]",
+        "model.discriminator.ch=16",
+        "model.discriminator.attention=[16]",
+    ],
+    "stargan": [
+        "data.resolution=64",
+        "data.batch_size=8",
+        "model.generator.conv_dim=32",
+        "model.generator.repeat_num=3",
+        "model.discriminator.conv_dim=32",
+        "model.discriminator.repeat_num=4",
     ],
 }
 
@@ -89,7 +130,7 @@ def official_path(model: str, root: Path | None) -> Path | None:
 
 
 # ----- the official side, one builder per model ----------------------------------------------
-def official_stylegan2(root: Path, cfg: Any) -> Callable[[int], None]:
+def official_stylegan2(root: Path, cfg: Any) -> Callable[[int, list[str]], None]:
     """One iteration of stylegan2-ada-pytorch's training_loop.py body (phases due at the
     iteration, then the G_ema update) at cfg's configuration, with ready-made data."""
     import copy
@@ -149,7 +190,7 @@ def official_stylegan2(root: Path, cfg: Any) -> Callable[[int], None]:
     c = torch.zeros(batch, 0)
     ema_beta = 0.5 ** (batch / (float(m.ema.half_life_kimg) * 1000))
 
-    def iteration(it: int) -> None:
+    def iteration(it: int, due: list[str]) -> None:
         zs = torch.randn(len(phases), batch, g.z_dim)
         for (name, module, opt, interval), z in zip(phases, zs, strict=True):
             if it % interval != 0:
@@ -171,8 +212,207 @@ def official_stylegan2(root: Path, cfg: Any) -> Callable[[int], None]:
     return iteration
 
 
-OFFICIAL: dict[str, Callable[[Path, Any], Callable[[int], None]]] = {
+def official_stargan(root: Path, cfg: Any) -> Callable[[int, list[str]], None]:
+    """One iteration of yunjey/stargan's Solver.train body (CelebA branch: D step with WGAN-GP
+    and BCE classification; every n_critic-th iteration the G step), with ready-made data. Its
+    G step runs where ganzoo's does (ganzoo counts n_critic as the official)."""
+    import torch
+
+    sys.path.insert(0, str(root))
+    from model import Discriminator, Generator  # type: ignore[import-not-found]
+    from solver import Solver  # type: ignore[import-not-found]
+
+    m, res, batch = cfg.model, int(cfg.data.resolution), int(cfg.data.batch_size)
+    c_dim = int(m.c_dim)
+    g = Generator(int(m.generator.conv_dim), c_dim, int(m.generator.repeat_num))
+    d = Discriminator(res, int(m.discriminator.conv_dim), c_dim, int(m.discriminator.repeat_num))
+    g_opt = torch.optim.Adam(g.parameters(), 1e-4, [0.5, 0.999])
+    d_opt = torch.optim.Adam(d.parameters(), 1e-4, [0.5, 0.999])
+    solver = type("SolverState", (), {"device": torch.device("cpu")})()  # what its methods read
+    x_real = torch.rand(batch, 3, res, res) * 2 - 1
+    label_org = torch.randint(0, 2, (batch, c_dim)).float()
+    lambda_cls, lambda_rec, lambda_gp = float(m.lambda_cls), float(m.lambda_rec), float(m.lambda_gp)
+
+    def cls_loss(logit: Any, target: Any) -> Any:
+        return Solver.classification_loss(solver, logit, target, "CelebA")
+
+    def iteration(it: int, due: list[str]) -> None:
+        label_trg = label_org[torch.randperm(batch)]
+        c_org, c_trg = label_org.clone(), label_trg.clone()
+        out_src, out_cls = d(x_real)
+        d_loss_real = -torch.mean(out_src)
+        d_loss_cls = cls_loss(out_cls, label_org)
+        x_fake = g(x_real, c_trg)
+        out_src, out_cls = d(x_fake.detach())
+        d_loss_fake = torch.mean(out_src)
+        alpha = torch.rand(batch, 1, 1, 1)
+        x_hat = (alpha * x_real.data + (1 - alpha) * x_fake.data).requires_grad_(True)
+        out_src, _ = d(x_hat)
+        d_loss_gp = Solver.gradient_penalty(solver, out_src, x_hat)
+        d_loss = d_loss_real + d_loss_fake + lambda_cls * d_loss_cls + lambda_gp * d_loss_gp
+        g_opt.zero_grad()
+        d_opt.zero_grad()
+        d_loss.backward()
+        d_opt.step()
+        _ = {k: v.item() for k, v in [("r", d_loss_real), ("f", d_loss_fake), ("c", d_loss_cls)]}
+        if "G" not in due:
+            return
+        x_fake = g(x_real, c_trg)
+        out_src, out_cls = d(x_fake)
+        g_loss_fake = -torch.mean(out_src)
+        g_loss_cls = cls_loss(out_cls, label_trg)
+        x_reconst = g(x_fake, c_org)
+        g_loss_rec = torch.mean(torch.abs(x_real - x_reconst))
+        g_loss = g_loss_fake + lambda_rec * g_loss_rec + lambda_cls * g_loss_cls
+        g_opt.zero_grad()
+        d_opt.zero_grad()
+        g_loss.backward()
+        g_opt.step()
+
+    return iteration
+
+
+def official_spade(root: Path, cfg: Any) -> Callable[[int, list[str]], None]:
+    """One iteration of NVlabs/SPADE's train.py: Pix2PixTrainer.run_generator_one_step then
+    run_discriminator_one_step (its own methods), options from its parser, on the CPU."""
+    import tempfile
+
+    import torch
+
+    sys.path.insert(0, str(root))
+    sys.modules.setdefault("dill", types.ModuleType("dill"))  # util.py's pickling, unused here
+    from options.train_options import TrainOptions  # type: ignore[import-not-found]
+    from trainers.pix2pix_trainer import Pix2PixTrainer  # type: ignore[import-not-found]
+
+    m, res, batch = cfg.model, int(cfg.data.resolution), int(cfg.data.batch_size)
+    argv = ["train.py", "--dataset_mode", "cityscapes", "--gpu_ids", "-1", "--name", "bench"]
+    argv += ["--checkpoints_dir", tempfile.mkdtemp(), "--batchSize", str(batch)]
+    argv += ["--label_nc", str(int(m.label_nc)), "--crop_size", str(res), "--load_size", str(res)]
+    argv += ["--aspect_ratio", "1.0", "--num_upsampling_layers", "normal", "--no_vgg_loss"]
+    argv += ["--ngf", str(int(m.generator.ngf)), "--ndf", str(int(m.discriminator.ndf))]
+    argv += [] if bool(m.use_instance_edges) else ["--no_instance"]
+    argv += ["--contain_dontcare_label"] if bool(m.contain_dontcare_label) else []
+    saved, sys.argv = sys.argv, argv
+    try:
+        opt = TrainOptions().parse()
+    finally:
+        sys.argv = saved
+    trainer = Pix2PixTrainer(opt)
+    label = torch.randint(0, int(m.label_nc), (batch, 1, res, res)).float()
+    instance = torch.randint(0, 6, (batch, 1, res, res)).float()
+    image = torch.rand(batch, 3, res, res) * 2 - 1
+
+    def iteration(it: int, due: list[str]) -> None:
+        data = {"label": label.clone(), "instance": instance, "image": image, "path": []}
+        trainer.run_generator_one_step(data)
+        trainer.run_discriminator_one_step(data)
+
+    return iteration
+
+
+def official_pix2pixhd(root: Path, cfg: Any) -> Callable[[int, list[str]], None]:
+    """One iteration of NVIDIA/pix2pixHD's train.py body: the model's forward (G and D losses
+    from one generated image), then the G step and the D step. Needs a CPU copy of the
+    checkout (its `.cuda()` calls in pix2pixHD_model.py removed; nothing else changed)."""
+    import tempfile
+
+    import torch
+
+    sys.path.insert(0, str(root))
+    from models.models import create_model  # type: ignore[import-not-found]
+    from options.train_options import TrainOptions  # type: ignore[import-not-found]
+
+    m, res, batch = cfg.model, int(cfg.data.resolution), int(cfg.data.batch_size)
+    g, d = m.generator, m.discriminator
+    argv = ["train.py", "--gpu_ids", "-1", "--name", "bench", "--checkpoints_dir"]
+    argv += [tempfile.mkdtemp(), "--batchSize", str(batch), "--label_nc", str(int(m.label_nc))]
+    argv += ["--loadSize", str(res), "--fineSize", str(res), "--netG", str(m.netG)]
+    argv += ["--ngf", str(int(g.ngf)), "--n_downsample_global", str(int(g.n_downsample_global))]
+    argv += ["--n_blocks_global", str(int(g.n_blocks_global)), "--ndf", str(int(d.ndf))]
+    argv += ["--n_layers_D", str(int(d.n_layers) - 1), "--num_D", str(int(d.num_scales))]
+    argv += ["--no_vgg_loss"] + ([] if bool(m.use_instance_edges) else ["--no_instance"])
+    saved, sys.argv = sys.argv, argv
+    try:
+        opt = TrainOptions().parse()
+    finally:
+        sys.argv = saved
+    model = create_model(opt)
+    label = torch.randint(0, int(m.label_nc), (batch, 1, res, res)).float()
+    instance = torch.randint(0, 6, (batch, 1, res, res)).float()
+    image = torch.rand(batch, 3, res, res) * 2 - 1
+
+    def iteration(it: int, due: list[str]) -> None:
+        losses, _ = model(label, instance, image, torch.zeros(1), infer=False)
+        losses = [torch.mean(x) if not isinstance(x, int) else x for x in losses]
+        loss_dict = dict(zip(model.loss_names, losses, strict=True))
+        loss_d = (loss_dict["D_fake"] + loss_dict["D_real"]) * 0.5
+        loss_g = loss_dict["G_GAN"] + loss_dict.get("G_GAN_Feat", 0) + loss_dict.get("G_VGG", 0)
+        model.optimizer_G.zero_grad()
+        loss_g.backward()
+        model.optimizer_G.step()
+        model.optimizer_D.zero_grad()
+        loss_d.backward()
+        model.optimizer_D.step()
+
+    return iteration
+
+
+def official_biggan(root: Path, cfg: Any) -> Callable[[int, list[str]], None]:
+    """One call of ajbrock/BigGAN-PyTorch's train_fns.GAN_training_function (its own function:
+    D step, G step, EMA update) with the networks and options train.py builds from its parser's
+    defaults and cfg's sizes (G_shared, hier, SN, ortho init, 1 D step as the launch scripts)."""
+    import torch
+
+    sys.path.insert(0, str(root))
+    sys.modules.setdefault("h5py", types.ModuleType("h5py"))  # datasets.py's HDF5, unused here
+    import BigGAN  # type: ignore[import-not-found]
+    import train_fns  # type: ignore[import-not-found]
+    import utils  # type: ignore[import-not-found]
+
+    g_cfg, d_cfg = cfg.model.generator, cfg.model.discriminator
+    res, batch, classes = int(cfg.data.resolution), int(cfg.data.batch_size), int(g_cfg.num_classes)
+    config = vars(utils.prepare_parser().parse_args([]))
+
+    def attn(resolutions: Any) -> str:
+        return "_".join(str(int(r)) for r in resolutions) or "0"
+
+    config.update(
+        resolution=res, n_classes=classes, batch_size=batch, G_batch_size=batch,
+        G_ch=int(g_cfg.ch), D_ch=int(d_cfg.ch), dim_z=int(g_cfg.dim_z),
+        shared_dim=int(g_cfg.shared_dim), G_shared=True, hier=bool(g_cfg.hier),
+        G_attn=attn(g_cfg.attention), D_attn=attn(d_cfg.attention),
+        G_eval_mode=True, num_D_steps=1, G_ortho=0.0, ema=True, use_ema=True,
+        ema_start=int(cfg.model.ema.start_iteration), BN_eps=float(g_cfg.bn_eps),
+        SN_eps=float(g_cfg.sn_eps), G_lr=1e-4, D_lr=4e-4, G_B1=0.0, D_B1=0.0,
+        G_activation=utils.activation_dict[config["G_nl"]],
+        D_activation=utils.activation_dict[config["D_nl"]],
+    )  # fmt: skip
+    g = BigGAN.Generator(**config)
+    d = BigGAN.Discriminator(**config)
+    g_ema = BigGAN.Generator(**{**config, "skip_init": True, "no_optim": True})
+    ema = utils.ema(g, g_ema, config["ema_decay"], config["ema_start"])
+    gd = BigGAN.G_D(g, d)
+    z_, y_ = utils.prepare_z_y(batch, g.dim_z, classes, device="cpu")
+    state = {"itr": 0, "epoch": 0, "save_num": 0, "best_IS": 0, "best_FID": 999999}
+    train = train_fns.GAN_training_function(g, d, gd, z_, y_, ema, state, config)
+    x = torch.rand(batch, 3, res, res) * 2 - 1
+    y = torch.randint(0, classes, (batch,))
+
+    def iteration(it: int, due: list[str]) -> None:
+        g.train()
+        d.train()
+        state["itr"] += 1
+        train(x, y)
+
+    return iteration
+
+
+OFFICIAL: dict[str, Callable[[Path, Any], Callable[[int, list[str]], None]]] = {
     "stylegan2": official_stylegan2,
+    "stargan": official_stargan,
+    "spade": official_spade,
+    "pix2pixhd": official_pix2pixhd,
+    "biggan": official_biggan,
 }
 
 
@@ -194,7 +434,7 @@ def measure(model: str, official: Path, variant: str, iterations: int, warmup: i
     rows: dict[str, list] = {"ganzoo": [], "official": [], "phases": []}
 
     class Alternate(pl.Callback):
-        def __init__(self, run_official: Callable[[int], None]) -> None:
+        def __init__(self, run_official: Callable[[int, list[str]], None]) -> None:
             self.run_official = run_official
             self.t0 = 0.0
 
@@ -206,7 +446,7 @@ def measure(model: str, official: Path, variant: str, iterations: int, warmup: i
             it = int(task.iteration) - 1  # the iteration that just ran
             due = [p.name for p in task.phases() if it % p.every == p.offset % p.every]
             t0 = time.perf_counter()
-            self.run_official(it)
+            self.run_official(it, due)
             t_official = time.perf_counter() - t0
             if it >= warmup:
                 rows["ganzoo"].append(t_ganzoo * 1e3)
@@ -222,15 +462,17 @@ def measure(model: str, official: Path, variant: str, iterations: int, warmup: i
 
 
 def summarise(row: dict) -> list[dict]:
-    """Medians per set of phases and over all iterations."""
+    """Medians per set of phases (iterations that ran the same phases), then the mean over all
+    timed iterations (the schedule's average: lazy regularisers, n_critic)."""
     out = []
-    groups = {"all iterations": range(len(row["phases"]))}
     for name in sorted(set(row["phases"]), key=len):
-        groups[name] = [i for i, p in enumerate(row["phases"]) if p == name]
-    for name, idx in groups.items():
+        idx = [i for i, p in enumerate(row["phases"]) if p == name]
         g = statistics.median(row["ganzoo"][i] for i in idx)
         o = statistics.median(row["official"][i] for i in idx)
         out.append({"phases": name, "n": len(idx), "ganzoo": g, "official": o, "ratio": g / o})
+    g, o = statistics.mean(row["ganzoo"]), statistics.mean(row["official"])
+    n = len(row["phases"])
+    out.append({"phases": "mean of all", "n": n, "ganzoo": g, "official": o, "ratio": g / o})
     return out
 
 
