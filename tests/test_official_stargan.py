@@ -65,8 +65,8 @@ def test_joint_training_networks_keep_the_official_layout() -> None:
     golden = torch.load(GOLDEN / "forward.pt")
     g = StarGANGenerator(c_dim=6 + 3 + 2, conv_dim=4, repeat_num=2)
     d = StarGANDiscriminator(c_dim=6 + 3, image_size=32, conv_dim=4, repeat_num=3)
-    g.load_state_dict(torch.load(GOLDEN / "joint" / "0-G.ckpt"))
-    d.load_state_dict(torch.load(GOLDEN / "joint" / "0-D.ckpt"))
+    g.load_state_dict(torch.load(GOLDEN / "joint" / "3-G.ckpt"))
+    d.load_state_dict(torch.load(GOLDEN / "joint" / "3-D.ckpt"))
     out = golden["outputs"]
     with torch.no_grad():
         close(g(golden["x"], golden["c_joint"]), out["G_joint"])

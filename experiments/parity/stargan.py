@@ -13,12 +13,16 @@ iteration, so G's Adam runs 3 steps too). Solver.train() runs 3 iterations and s
 
   init/0-G.ckpt, init/0-D.ckpt     the official random init (solver.G / solver.D state dicts)
   trained/3-G.ckpt, trained/3-D.ckpt   what Solver.train() saved after 3 iterations
-  joint/0-G.ckpt, joint/0-D.ckpt   a random-init network of dataset 'Both' (c_dim 6 + c2_dim 3
-        + 2 mask channels in G; 9 D classes), for the converter's joint-training checks
+  rafd/3-G.ckpt, rafd/3-D.ckpt   dataset 'RaFD' (6 classes, cross-entropy) trained 3 iterations
+        from the same init (the same seed and shapes give init/)
+  joint/0-G.ckpt, 0-D.ckpt, 3-G.ckpt, 3-D.ckpt   dataset 'Both' (Solver.train_multi: a CelebA
+        batch and a RaFD batch of 3 classes in turn; G sees 6 + 3 + 2 mask label channels, D
+        classifies 9), its init and after 3 iterations
   forward.pt    fixed images and labels; official outputs of the trained files (G(x, c),
-        D's (out_src, out_cls)) and of the joint files
-  train.pt      the batches (the first is the solver's x_fixed, then one per iteration), every
-        torch.randperm / torch.rand draw the solver made, in order, and the logged losses
+        D's (out_src, out_cls)) and of the trained joint files
+  train.pt      the batches (the first is the solver's x_fixed, then one per iteration; the
+        images are shared by the three runs), every torch.randperm / torch.rand draw each run
+        made, in order
   README.md     repository, commit, configuration, command
 """
 
@@ -77,7 +81,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     out: Path = args.out
-    for sub in ("init", "trained", "joint"):
+    for sub in ("init", "trained", "rafd", "joint"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp())
     dirs = {k: str(scratch / k) for k in ("log_dir", "sample_dir", "model_save_dir", "result_dir")}
@@ -85,55 +89,66 @@ def main() -> None:
         Path(d).mkdir()
     config = SimpleNamespace(**CONFIG, **dirs)
 
-    torch.manual_seed(SEED)
     gen = torch.Generator().manual_seed(1234)
-    n, c = config.batch_size, config.c_dim
-    batches = [
-        (
-            torch.rand(n, 3, 32, 32, generator=gen) * 2 - 1,
-            torch.randint(0, 2, (n, c), generator=gen).float(),
-        )
-        for _ in range(1 + config.num_iters)  # x_fixed, then one per iteration
-    ]
-    solver = Solver(batches, None, config)
-    torch.save(solver.G.state_dict(), out / "init" / "0-G.ckpt")
-    torch.save(solver.D.state_dict(), out / "init" / "0-D.ckpt")
+    n, c, c2 = config.batch_size, config.c_dim, config.c2_dim
+    images = [torch.rand(n, 3, 32, 32, generator=gen) * 2 - 1 for _ in range(1 + config.num_iters)]
+    attrs = [torch.randint(0, 2, (n, c), generator=gen).float() for _ in images]
+    classes = [torch.randint(0, c, (n,), generator=gen) for _ in images]  # RaFD: c classes
+    classes2 = [torch.randint(0, c2, (n,), generator=gen) for _ in images]  # joint: c2 classes
+    celeba = list(zip(images, attrs, strict=True))  # the first batch is the solver's x_fixed
 
-    draws: list[dict[str, Any]] = []
-    randperm, rand = torch.randperm, torch.rand
+    def run(dataset: str, first: list, second: list | None, init: str, trained: str) -> tuple:
+        """Seed, build the official Solver, save its init, train 3 iterations recording the
+        draws, copy the checkpoints it saved. (solver, draws)"""
+        cfg = SimpleNamespace(**{**vars(config), "dataset": dataset})
+        torch.manual_seed(SEED)
+        solver = Solver(first if dataset != "RaFD" else None, second, cfg)
+        torch.save(solver.G.state_dict(), out / init / "0-G.ckpt")
+        torch.save(solver.D.state_dict(), out / init / "0-D.ckpt")
+        draws: list[dict[str, Any]] = []
+        randperm, rand = torch.randperm, torch.rand
 
-    def record_randperm(*a: Any, **k: Any) -> torch.Tensor:
-        value = randperm(*a, **k)
-        draws.append({"randperm": value.clone()})
-        return value
+        def record_randperm(*a: Any, **k: Any) -> torch.Tensor:
+            value = randperm(*a, **k)
+            draws.append({"randperm": value.clone()})
+            return value
 
-    def record_rand(*a: Any, **k: Any) -> torch.Tensor:
-        value = rand(*a, **k)
-        draws.append({"rand": value.clone()})
-        return value
+        def record_rand(*a: Any, **k: Any) -> torch.Tensor:
+            value = rand(*a, **k)
+            draws.append({"rand": value.clone()})
+            return value
 
-    torch.randperm, torch.rand = record_randperm, record_rand  # type: ignore[assignment]
-    try:
-        solver.train()
-    finally:
-        torch.randperm, torch.rand = randperm, rand  # type: ignore[assignment]
-    saved = Path(dirs["model_save_dir"])
-    for name in ("3-G.ckpt", "3-D.ckpt"):
-        (out / "trained" / name).write_bytes((saved / name).read_bytes())
+        torch.randperm, torch.rand = record_randperm, record_rand  # type: ignore[assignment]
+        try:
+            solver.train_multi() if dataset == "Both" else solver.train()
+        finally:
+            torch.randperm, torch.rand = randperm, rand  # type: ignore[assignment]
+        saved = Path(cfg.model_save_dir)
+        for name in ("3-G.ckpt", "3-D.ckpt"):
+            (out / trained / name).write_bytes((saved / name).read_bytes())
+            (saved / name).unlink()
+        return solver, draws
 
+    solver, draws = run("CelebA", celeba, None, "init", "trained")
+    rafd_batches = list(zip(images, classes, strict=True))
+    _, rafd_draws = run("RaFD", [], rafd_batches, "rafd", "rafd")
+    for name in ("0-G.ckpt", "0-D.ckpt"):  # the same seed and shapes: the CelebA init
+        same = (out / "rafd" / name).read_bytes() == (out / "init" / name).read_bytes()
+        assert same, "RaFD's init should equal init/"
+        (out / "rafd" / name).unlink()
+    joint_rafd = list(zip(images[1:], classes2[1:], strict=True))  # no x_fixed from RaFD
+    joint, joint_draws = run("Both", celeba, joint_rafd, "joint", "joint")
     torch.save(
         {
             "config": CONFIG,
-            "batches": [{"x": x, "c": c} for x, c in batches],
+            "batches": [{"x": x, "c": a} for x, a in celeba],  # CelebA run; x shared by all
             "draws": draws,
+            "rafd": {"classes": classes, "draws": rafd_draws},  # batches: (images[i], classes[i])
+            "joint": {"classes2": classes2[1:], "draws": joint_draws},  # CelebA batches as
+            #   above, RaFD batches (images[i + 1], classes2[i]), in turn as train_multi
         },
         out / "train.pt",
     )
-
-    # joint training networks (dataset 'Both')
-    joint = Solver(batches, batches, SimpleNamespace(**{**vars(config), "dataset": "Both"}))
-    torch.save(joint.G.state_dict(), out / "joint" / "0-G.ckpt")
-    torch.save(joint.D.state_dict(), out / "joint" / "0-D.ckpt")
 
     gen = torch.Generator().manual_seed(99)
     x = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1
@@ -144,6 +159,8 @@ def main() -> None:
     G, D = solver.G, solver.D
     G.load_state_dict(torch.load(out / "trained" / "3-G.ckpt"))
     D.load_state_dict(torch.load(out / "trained" / "3-D.ckpt"))
+    joint.G.load_state_dict(torch.load(out / "joint" / "3-G.ckpt"))
+    joint.D.load_state_dict(torch.load(out / "joint" / "3-D.ckpt"))
     with torch.no_grad():
         outputs = {"G": G(x, labels), "D_src": D(x)[0], "D_cls": D(x)[1]}
         outputs["G_joint"] = joint.G(x, joint_labels)
@@ -171,12 +188,14 @@ Made by `experiments/parity/stargan.py` from the official code, on the CPU (torc
   (x uniform in [-1, 1], 6 random binary attributes), Solver.train() for num_iters = 3
 - config: {config}
 
-Files: `init/0-G.ckpt`, `init/0-D.ckpt` (the solver's random init), `trained/3-G.ckpt`,
-`trained/3-D.ckpt` (saved by Solver.train() after 3 iterations; the target of the parity test),
-`joint/` (random-init networks of dataset 'Both': G sees 6 + 3 + 2 label channels),
-`forward.pt` (fixed inputs, official outputs of the trained and joint networks), `train.pt`
-(the batches, the first being the solver's x_fixed; every torch.randperm / torch.rand draw
-in order).
+Three runs of 3 iterations, each seeded the same: dataset 'CelebA' (6 binary attributes, BCE),
+'RaFD' (6 classes, cross-entropy; the same init) and 'Both' (Solver.train_multi, a CelebA batch
+and a RaFD batch of 3 classes in turn, mask vector). Files: `init/0-G.ckpt`, `init/0-D.ckpt`
+(the random init of CelebA and RaFD), `trained/3-*.ckpt` (CelebA after 3 iterations, as
+Solver.train() saved them), `rafd/3-*.ckpt`, `joint/0-*.ckpt` and `joint/3-*.ckpt`;
+`forward.pt` (fixed inputs, official outputs of trained/ and joint/3-*), `train.pt` (the
+batches, the first being the solver's x_fixed; every torch.randperm / torch.rand draw of each
+run, in order).
 """
 
 

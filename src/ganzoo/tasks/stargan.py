@@ -81,6 +81,16 @@ def classification_loss(logits: Tensor, target: Tensor, kind: ClsLoss) -> Tensor
     return F.cross_entropy(logits.float(), target.argmax(dim=1), reduction="none")
 
 
+def batch_classification_loss(logits: Tensor, target: Tensor, kind: ClsLoss) -> Tensor:
+    """The batch mean of `classification_loss` computed as solver.py:175-180 does: BCE summed
+    over the batch and the attributes, / N; cross-entropy's own mean. The same value as
+    classification_loss(...).mean(), rounded as the official (training parity is bitwise)."""
+    if kind == "bce":
+        bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="sum")
+        return bce / logits.shape[0]
+    return F.cross_entropy(logits.float(), target.argmax(dim=1))
+
+
 def permute_within(labels: Tensor, groups: Tensor, generator: torch.Generator | None) -> Tensor:
     """labels (N, C) shuffled among the rows of each group id (N,) (solver.py:223 per dataset)."""
     out = labels.clone()
@@ -262,19 +272,23 @@ class StarGANTask(GANTask):
 
     def cls_loss(self, logits: Tensor, c: Tensor) -> Tensor:
         """Classification loss of D's logits (N, c_dim + c2_dim) for labels c (N, label_dim):
-        each image against its own dataset's part, averaged over the batch. On one dataset,
-        with the official reductions (solver.py:175-180): BCE summed over the batch / N,
-        cross-entropy's own mean (the same value, and the same rounding as the official)."""
-        first_logits, first_c = logits[:, : self.c_dim].float(), c[:, : self.c_dim].float()
+        each image against its own dataset's part, averaged over the batch. A batch of one
+        dataset (one dataset, or the alternating batches of joint training) uses the official
+        reductions (`batch_classification_loss`); a batch mixing both datasets averages each
+        image's loss from its own part."""
+        first_part = slice(0, self.c_dim)
+        second_part = slice(self.c_dim, self.c_dim + self.c2_dim)
         if not self.joint:
-            if self.cls_kinds[0] == "bce":
-                bce = F.binary_cross_entropy_with_logits(first_logits, first_c, reduction="sum")
-                return bce / logits.shape[0]
-            return F.cross_entropy(first_logits, first_c.argmax(dim=1))
-        first = classification_loss(first_logits, first_c, self.cls_kinds[0])
-        part = slice(self.c_dim, self.c_dim + self.c2_dim)
-        second = classification_loss(logits[:, part], c[:, part], self.cls_kinds[1])
-        return torch.where(c[:, -2] > 0.5, first, second).mean()
+            return batch_classification_loss(
+                logits[:, first_part], c[:, first_part], self.cls_kinds[0]
+            )
+        is_first = c[:, -2] > 0.5
+        if bool(is_first.all()) or not bool(is_first.any()):  # solver.py train_multi
+            part, kind = (first_part, 0) if bool(is_first[0]) else (second_part, 1)
+            return batch_classification_loss(logits[:, part], c[:, part], self.cls_kinds[kind])
+        first = classification_loss(logits[:, first_part], c[:, first_part], self.cls_kinds[0])
+        second = classification_loss(logits[:, second_part], c[:, second_part], self.cls_kinds[1])
+        return torch.where(is_first, first, second).mean()
 
     # ----- losses ----------------------------------------------------------------------
     def discriminator_loss(self, batch: Batch) -> dict[str, Tensor]:
