@@ -172,6 +172,7 @@ def test_ctrl_c_saves_a_concurrent_run_is_refused_and_resume_false_starts_over(
         assert second.returncode == 2 and first.poll() is None
         line = error_line(second)
         assert f"pid {first.pid} on host {socket.gethostname()}" in line, line
+        assert "steps=4" not in (run / ".hydra" / "overrides.yaml").read_text()  # untouched
         # 3. Ctrl-C: the iteration finishes, last.ckpt is saved, the run exits with 130
         first.send_signal(signal.SIGINT)
         _, stderr = first.communicate(timeout=120)

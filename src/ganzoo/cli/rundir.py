@@ -63,8 +63,9 @@ def first_process() -> bool:
 class RunDirLock:
     """`with RunDirLock(run_dir):` holds the run dir's lock (RunDirBusyError if it is held)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, quiet: bool = False) -> None:
         self.path = run_dir / LOCK_NAME
+        self.quiet = quiet  # a probe: no message, the holder's record left as it was
         self._fd: int | None = None
 
     def __enter__(self) -> RunDirLock:
@@ -73,13 +74,18 @@ class RunDirLock:
             state = _flock(fd)
             previous = _read_holder(fd)
             if state == "held" or (state == "unsupported" and _may_run(previous)):
+                stale = f" (if it is gone, delete {self.path})" if state == "unsupported" else ""
                 raise RunDirBusyError(
-                    f"run dir {self.path.parent} is in use by another run ({_who(previous)}); "
-                    "wait for it to finish, or give this run another run_name or hydra.run.dir"
+                    f"run dir {self.path.parent} is in use by another run ({_who(previous)})"
+                    f"{stale}; wait for it to finish, or give this run another run_name or "
+                    "hydra.run.dir"
                 )
         except BaseException:
             os.close(fd)
             raise
+        if self.quiet:
+            os.close(fd)
+            return self
         if previous:
             print(
                 f"ganzoo: taking over the lock of {self.path.parent} left by "
@@ -304,8 +310,14 @@ class OutputDirCheck(Callback):
 
 
 def _exit_on_error(run_dir: Path) -> None:
+    """check_writable, and that no other run holds the run dir (the run takes the lock later,
+    in ganzoo.cli.build.train; checked here too so that Hydra does not write its .hydra/ into
+    the dir of a running run)."""
     try:
         check_writable(run_dir)
-    except OutputDirError as err:
+        if first_process() and (run_dir / LOCK_NAME).is_file():
+            with RunDirLock(run_dir, quiet=True):
+                pass
+    except GanzooError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)  # SystemExit passes through Hydra (which would print a traceback otherwise)
