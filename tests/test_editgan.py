@@ -252,3 +252,26 @@ def test_stylegan2_ckpt_is_checked(runs, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="leaves no branch training"):
         build_task(compose_train(tmp_path, [*base, f"model.stylegan2_ckpt={runs['sg2']}",
                                             "steps=3"]))  # fmt: skip
+
+
+def test_starts_from_a_converted_official_pickle(tmp_path: Path) -> None:
+    """tests/golden/stylegan2's official pickle (class-conditional, 32x32) through ganzoo.convert's
+    path into an ordinary checkpoint, then model.stylegan2_ckpt=that file."""
+    from ganzoo import convert, official
+    from ganzoo.cli.build import build_task
+    from ganzoo.official import stylegan2 as reader
+    from tests.test_official_stylegan2 import OVERRIDES, PKL
+
+    cfg = compose_train(tmp_path / "convert", list(OVERRIDES))
+    sg2 = build_task(cfg, perceptual=lambda: None)
+    sg2.run_config = convert.run_config(cfg)
+    sg2.load_state_dict(official.assemble(sg2, reader.convert(PKL, sg2)))
+    path = convert.save(sg2, {"files": []}, tmp_path / "converted.ckpt")
+    eg = build_task(compose_train(tmp_path / "eg", [
+        "model=editgan", "data=synthetic", "debug=smoke", STAND_IN, f"model.stylegan2_ckpt={path}",
+    ]))  # fmt: skip
+    assert isinstance(eg, EditGANTask) and eg.stylegan.c_dim == 12
+    for key, value in sg2.generator_ema.state_dict().items():
+        assert torch.equal(eg.stylegan.state_dict()[key], value), key
+    terms = eg.encoder_sampled_loss(None)  # type: ignore[arg-type]  # random classes for G
+    assert all(bool(torch.isfinite(t)) for t in terms.values())

@@ -68,10 +68,9 @@ def read_stylegan2_spec(path: str) -> dict[str, Any]:
             f"(model {target}); train one, or convert an official pickle with ganzoo.convert"
         )
     assert config is not None
-    if config["model"]["conditional"]:
-        raise ConfigError(f"model.stylegan2_ckpt={path} is class-conditional; EditGAN needs an "
-                          "unconditional StyleGAN2")
     kwargs = {k: v for k, v in config["model"]["generator"].items() if not k.startswith("_")}
+    model = config["model"]
+    kwargs["c_dim"] = int(model["num_classes"]) if model["conditional"] else 0
     state = checkpoint["state_dict"]
     return {
         "generator": kwargs,
@@ -275,9 +274,13 @@ class EditGANTask(GANTask):
 
     def encoder_sampled_loss(self, batch: Batch) -> dict[str, Tensor]:
         """Generated images: E(G(w)) regresses w, and G(E(G(w))) reconstructs G(w)."""
-        z = torch.randn(self.sample_batch, self.stylegan.z_dim, device=self.iteration.device)
+        g, device = self.stylegan, self.iteration.device
+        z = torch.randn(self.sample_batch, g.z_dim, device=device)
+        c = None  # a class-conditional G: random classes
+        if g.c_dim > 0:
+            c = F.one_hot(torch.randint(0, g.c_dim, (len(z),), device=device), g.c_dim).float()
         with torch.no_grad():
-            ws = self.stylegan.mapping(z, None)
+            ws = g.mapping(z, c)
             images, _ = self.synthesize(ws)
         encoded = self.encoder(images)
         fake, _ = self.synthesize(encoded)
