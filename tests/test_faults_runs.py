@@ -224,10 +224,13 @@ def test_metrics_csv_holds_each_iteration_once_across_crashes(tmp_path: Path) ->
     with pytest.raises(RuntimeError, match="simulated crash"):  # between checkpoints (4 and 8)
         train_in(run, "steps=10", every, callbacks=(At(7, crash),))
     assert iterations(run) == [1, 2, 3, 4, 5, 6]
+    evaluations = run / "metrics.jsonl"  # as callbacks.metrics writes them, at 4 and 6
+    evaluations.write_text("".join(json.dumps({"iteration": i}) + "\n" for i in (4, 6)))
     with pytest.raises(RuntimeError, match="simulated crash"):  # right after checkpoint 8
         train_in(run, "steps=10", every, callbacks=(At(8, crash),))
     assert ckpt_iteration(run / "checkpoints" / "last.ckpt") == 8
     assert iterations(run) == list(range(1, 9))
+    assert evaluations.read_text() == json.dumps({"iteration": 4}) + "\n"
     train_in(run, "steps=10", every)
     assert iterations(run) == list(range(1, 11))
 

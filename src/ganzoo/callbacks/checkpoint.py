@@ -3,6 +3,7 @@ finite state, and the run records that must agree with them (config.yaml, metric
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -146,8 +147,8 @@ class RunStart(pl.Callback):
 
     - config.yaml is written (a start that fails earlier leaves the previous one, which the
       checkpoints match);
-    - metrics.csv is cut back to the restored iteration (rows a crashed run wrote after its
-      last checkpoint are logged again by this run);
+    - metrics.csv and metrics.jsonl are cut back to the restored iteration (rows a crashed
+      run wrote after its last checkpoint are logged again by this run);
     - a resumed run's optimisers take their settings (lr, betas, eps) from the config, not
       from the checkpoint (e.g. a lower lr after a NaN), when the two differ.
     """
@@ -174,9 +175,11 @@ class RunStart(pl.Callback):
         tmp = self.config_path.with_name(f".{self.config_path.name}.tmp")
         tmp.write_text(self.config_yaml)
         os.replace(tmp, self.config_path)
+        iteration = int(pl_module.iteration)
         for logger in trainer.loggers:
             if isinstance(logger, ResumableCSVLogger):
-                logger.keep_through(int(pl_module.iteration))
+                logger.keep_through(iteration)
+        _keep_evaluations_through(self.config_path.parent / "metrics.jsonl", iteration)
 
     def _apply_configured(self, trainer: pl.Trainer) -> None:
         changes = []
@@ -195,6 +198,25 @@ class RunStart(pl.Callback):
         if changes and trainer.is_global_zero:
             shown = "; ".join(dict.fromkeys(changes))
             print(f"ganzoo: optimiser settings from the config, not the checkpoint: {shown}")
+
+
+def _keep_evaluations_through(path: Path, iteration: int) -> None:
+    """Drop the metric evaluations (callbacks.metrics) of iterations past `iteration`."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _evaluated_at(line) <= iteration]
+    if len(kept) < len(lines):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+
+
+def _evaluated_at(line: str) -> float:
+    try:
+        return float(json.loads(line)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0  # not an evaluation record: kept
 
 
 def _same(a: Any, b: Any) -> bool:
