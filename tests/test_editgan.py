@@ -245,6 +245,9 @@ def test_stylegan2_ckpt_is_checked(runs, tmp_path: Path) -> None:
     base = ["model=editgan", "data=synthetic", "debug=smoke", STAND_IN]
     from ganzoo.cli.build import build_task
 
+    info = build_task(compose_train(tmp_path, base), perceptual=lambda: None)  # ganzoo.info
+    with pytest.raises(ConfigError, match="needs model.stylegan2_ckpt=PATH"):
+        info.setup("fit")
     with pytest.raises(ConfigError, match="does not exist"):
         build_task(compose_train(tmp_path, [*base, f"model.stylegan2_ckpt={tmp_path}/x.ckpt"]))
     with pytest.raises(ConfigError, match="not a model=stylegan2 ganzoo checkpoint"):

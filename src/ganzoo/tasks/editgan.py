@@ -122,17 +122,18 @@ class EditGANTask(GANTask):
         embedding: dict[str, Any],  # EmbedSettings: steps 100, lr 0.1, ...
         edit: dict[str, Any],  # EditSettings: steps 30, lr 0.02, rgb_loss_weight 15, ...
         lpips: Callable[[], LPIPS],  # the perceptual distance (weights.vgg16 + weights.lpips_vgg)
+        generator: dict[str, Any] | None = None,  # StyleGAN2 arguments without a checkpoint (info)
         stylegan2_spec: dict[str, Any] | None = None,  # written into this run's checkpoints
         perceptual: Callable[[], Any] | None = None,  # unused: ganzoo.info passes it to every task
     ) -> None:
-        load = stylegan2_spec is None  # a checkpoint of this run carries G's weights itself
-        if stylegan2_spec is None:
-            if stylegan2_ckpt is None:
-                raise ConfigError(
-                    "model=editgan needs model.stylegan2_ckpt=PATH (checkpoints/last.ckpt of a "
-                    "model=stylegan2 run, or a converted official pickle)"
-                )
+        # a checkpoint of this run carries G's weights itself; without any (ganzoo.info) the
+        # architecture is `generator`'s and training stops at setup
+        load = stylegan2_spec is None and stylegan2_ckpt is not None
+        if stylegan2_spec is None and stylegan2_ckpt is not None:
             stylegan2_spec = read_stylegan2_spec(str(stylegan2_ckpt))
+        elif stylegan2_spec is None:
+            kwargs = {k: v for k, v in (generator or {}).items() if not k.startswith("_")}
+            stylegan2_spec = {"generator": kwargs, "source": None}
         stylegan = Generator(**stylegan2_spec["generator"])
         if load and not next(stylegan.parameters()).is_meta:  # meta: shapes only (preflight)
             load_stylegan2_weights(str(stylegan2_ckpt), stylegan)
@@ -205,6 +206,13 @@ class EditGANTask(GANTask):
         if self._lpips is None:
             self._lpips = self._lpips_factory().to(self.annotated_ws.device)
         return self._lpips
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.stylegan2_spec["source"] is None:
+            raise ConfigError(
+                "model=editgan needs model.stylegan2_ckpt=PATH (checkpoints/last.ckpt of a "
+                "model=stylegan2 run, or an official pickle converted by ganzoo.convert)"
+            )
 
     def train(self, mode: bool = True) -> EditGANTask:
         super().train(mode)
