@@ -99,6 +99,8 @@ class EditGANTask(GANTask):
     annotated_labels: Tensor
     annotated_count: Tensor
 
+    needs = ("image", "label_map")  # the label maps of the annotated images
+
     def __init__(
         self,
         encoder: Callable[..., FPNEncoder],  # ganzoo.models.editgan.FPNEncoder, given the sizes
@@ -218,9 +220,6 @@ class EditGANTask(GANTask):
         super().train(mode)
         self.stylegan.eval()  # frozen G: no w_avg update, fused modconv
         return self
-
-    def required_fields(self) -> tuple[str, ...]:
-        return ("image", "label_map")
 
     def phases(self) -> Sequence[Phase]:
         return (Phase("E", "G", "encoder_sampled_loss"), Phase("branch", "D", "branch_loss"))
