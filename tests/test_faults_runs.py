@@ -193,6 +193,7 @@ def test_ctrl_c_saves_a_concurrent_run_is_refused_and_resume_false_starts_over(
     assert iterations(run) == list(range(1, n + 4))
 
     # 5. resume=false starts over: the old run moved aside (and said where), a new W&B run
+    (run / "notes.txt").write_text("mine")  # not a run's file: stays
     proc = run_cli("ganzoo.train", *into(run, *SMOKE, "resume=false", "steps=2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     moved = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
@@ -204,6 +205,7 @@ def test_ctrl_c_saves_a_concurrent_run_is_refused_and_resume_false_starts_over(
         "last.ckpt",
     ]
     assert iterations(run) == [1, 2] and (run / "wandb_run_id").read_text() != old_id
+    assert (run / "notes.txt").read_text() == "mine"
 
 
 def test_sigterm_saves_at_the_end_of_the_iteration(tmp_path: Path) -> None:

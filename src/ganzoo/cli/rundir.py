@@ -8,9 +8,9 @@
   with `resume: true`. A last.ckpt that is empty or truncated (a full disk, a copy cut short)
   falls back to the newest intact `iter_*.ckpt`, saying so; with none, one line.
 - `move_previous_run`: a run that starts from scratch in a dir that holds an earlier run's
-  files (`resume: false`, or no checkpoint to resume) first moves them to a sibling
-  `<run_dir>.old-<time>` (and says where), so that checkpoints, metrics.csv, samples and the
-  W&B run id of the two runs never mix.
+  files (`resume: false`, or no checkpoint to resume) first moves them (RUN_FILES, nothing
+  else) to a sibling `<run_dir>.old-<time>` and says where, so that checkpoints, metrics.csv,
+  samples and the W&B run id of the two runs never mix.
 - `OutputDirCheck` (a Hydra callback, conf/train.yaml) and `check_free_space`: a run dir that
   cannot be written, or a disk without room for a checkpoint, fails in one line before training.
 
@@ -42,7 +42,19 @@ from omegaconf import DictConfig, OmegaConf
 from ganzoo.core.errors import ConfigError, GanzooError
 
 LOCK_NAME = ".ganzoo.lock"
-KEPT = (".hydra", LOCK_NAME)  # written for this invocation (Hydra; the lock): never moved aside
+RUN_FILES = (  # what a run (and sample / evaluate / export of its checkpoints) writes in its dir
+    "checkpoints",
+    "samples",
+    "wandb",
+    "config.yaml",
+    "hparams.yaml",
+    "metrics.csv",
+    "metrics.jsonl",
+    "run_info.json",
+    "wandb_run_id",
+    "evaluation.json",
+    "error.txt",
+)
 
 
 class RunDirBusyError(GanzooError):
@@ -232,10 +244,9 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
 
 
 def previous_run_files(run_dir: Path) -> list[Path]:
-    """What an earlier run left in run_dir (all but this invocation's .hydra/, logs and lock)."""
-    if not run_dir.is_dir():
-        return []
-    return sorted(p for p in run_dir.iterdir() if p.name not in KEPT and p.suffix != ".log")
+    """What an earlier run left in run_dir: only the files runs write (RUN_FILES), so that a
+    run dir that is also something else (`hydra.run.dir=.`) keeps everything else."""
+    return [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
 
 
 def move_previous_run(run_dir: Path) -> Path | None:
