@@ -168,13 +168,13 @@ def _cell(value: Any, key: str, run: str, tag: str = "td") -> str:
 def final_table(runs: list[RunRecord], data: dict[str, Any]) -> str:
     losses = keys_with(runs, "loss/")
     metrics = sorted({k for r in data["runs"] for k in r["metrics"]})
-    head = [
+    head = [  # metrics first: with many loss terms they would be off-screen
         "run",
         "iteration",
-        "wall time (s)",
-        *losses,
         *(f"metrics/{m}" for m in metrics),
         "evaluated at",
+        *losses,
+        "wall time (s)",
         "images seen",
     ]
     rows = []
@@ -183,12 +183,12 @@ def final_table(runs: list[RunRecord], data: dict[str, Any]) -> str:
         cells = [
             _cell(label, "run", label, "th"),
             _cell(record["iteration"], "iteration", label),
-            _cell(record["wall_time"], "wall_time", label),
         ]
-        cells += [_cell(record["losses"].get(k), k, label) for k in losses]
         cells += [_cell(record["metrics"].get(m), f"metrics/{m}", label) for m in metrics]
+        cells.append(_cell(record["metrics_iteration"], "metrics_iteration", label))
+        cells += [_cell(record["losses"].get(k), k, label) for k in losses]
         cells += [
-            _cell(record["metrics_iteration"], "metrics_iteration", label),
+            _cell(record["wall_time"], "wall_time", label),
             _cell(record["images_seen"], "images_seen", label),
         ]
         rows.append(f'<tr data-run="{html.escape(label)}">{"".join(cells)}</tr>')
@@ -238,6 +238,9 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; vertical-a
 th { background: #f3f3f3; } tbody th { text-align: left; font-weight: 600; white-space: nowrap; }
 td { font-variant-numeric: tabular-nums; max-width: 28em; overflow-wrap: anywhere; }
 img.plot { max-width: 100%; border: 1px solid #eee; }
+#final tbody th, #final thead th:first-child { position: sticky; left: 0; z-index: 1; }
+.heads { display: grid; font-size: 12px; color: #444; text-align: center; }
+.failed { color: #a00; }
 .grids { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 figure { margin: 0; } figure img { image-rendering: pixelated; border: 1px solid #ddd;
   max-width: 640px; } figcaption { font-size: 12px; color: #444; }
@@ -270,20 +273,73 @@ def _plot_section(panel: Panel, path: Path | None) -> str:
     return f'<section id="{panel.name}"><h2>{html.escape(panel.title)}</h2>{body}</section>'
 
 
+def grid_columns(grid: Path) -> list[str]:
+    """The column names of a run's sample grids (samples/columns.json), if recorded."""
+    record = grid.parent / "columns.json"
+    if not record.is_file():
+        return []
+    try:
+        return [str(c) for c in json.loads(record.read_text())["columns"]]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+def _figure(run: RunRecord) -> str:
+    assert run.grid is not None
+    width = _display_width(Image.open(run.grid).width)
+    names = grid_columns(run.grid)
+    heads = (
+        f'<div class="heads" style="width:{width}px;grid-template-columns:'
+        f'repeat({len(names)},1fr)">' + "".join(f"<span>{html.escape(n)}</span>" for n in names)
+        + "</div>"
+        if names
+        else ""
+    )
+    return (
+        f'<figure>{heads}<img alt="samples of {html.escape(run.label)}" width="{width}" '
+        f'src="{_png(run.grid)}"><figcaption>{html.escape(run.label)} · iteration '
+        f"{run.grid_iteration}</figcaption></figure>"
+    )
+
+
 def _samples_section(runs: list[RunRecord]) -> str:
-    figures = [
-        f'<figure><img alt="samples of {html.escape(r.label)}" '
-        f'width="{_display_width(Image.open(r.grid).width)}" src="{_png(r.grid)}">'
-        f"<figcaption>{html.escape(r.label)} · iteration {r.grid_iteration}</figcaption></figure>"
-        for r in runs
-        if r.grid is not None
-    ]
+    figures = [_figure(r) for r in runs if r.grid is not None]
     body = (
         f'<div class="grids">{"".join(figures)}</div>'
         if figures
         else '<p class="empty">no sample grids</p>'
     )
     return f'<section id="samples"><h2>Samples (latest grid of each run)</h2>{body}</section>'
+
+
+def failed_jobs(run_dirs: list[Path]) -> list[dict[str, str]]:
+    """Jobs of the given (multi)run dirs that failed: their dir and the error's last line
+    (a failed multirun job leaves <job dir>/error.txt, see ganzoo.cli.entry)."""
+    found = []
+    for path in run_dirs:
+        jobs = sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+        candidates = [path, *jobs]
+        for job in candidates:
+            record = job / "error.txt"
+            if record.is_file():
+                lines = [line for line in record.read_text(errors="replace").splitlines() if line]
+                found.append({"job": str(job), "error": lines[-1] if lines else "(empty)"})
+    return found
+
+
+def _failed_section(failed: list[dict[str, str]]) -> str:
+    if not failed:
+        return ""
+    items = "".join(
+        f"<li><code>{html.escape(f['job'])}</code>: {html.escape(f['error'])} "
+        "(traceback in its error.txt)</li>"
+        for f in failed
+    )
+    return (
+        f'<section id="failed"><h2 class="failed">Failed jobs ({len(failed)})</h2>'
+        f"<p class=meta>a job that stopped before logging is missing below</p><ul>{items}</ul>"
+        "</section>"
+    )
 
 
 def page(
@@ -307,6 +363,7 @@ def page(
             )
         )
         + "</nav>",
+        _failed_section(data.get("failed_jobs", [])),
         '<section id="final-values"><h2>Final values</h2>'
         "<p class=meta>last logged value of every loss; metrics from the last evaluation "
         "(metrics.jsonl), with the iteration it was made at</p>"
@@ -346,6 +403,7 @@ def compare(run_dirs: list[Path], out: Path | None = None, title: str | None = N
         out = (parents.pop() if len(parents) == 1 else Path.cwd()) / "compare"
     out.mkdir(parents=True, exist_ok=True)
     data = summary(runs)
+    data["failed_jobs"] = failed_jobs(run_dirs)
     for stale in [*(f"{p.name}.png" for p in PANELS), "samples.png"]:  # from an earlier call
         (out / stale).unlink(missing_ok=True)
     plots = {p.name: plot_panel(runs, p, out / f"{p.name}.png") for p in PANELS}

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch import Tensor
 
-from ganzoo.callbacks.metrics import build_suite, counts, prepare_evaluation
+from ganzoo.callbacks.metrics import build_suite, counts, note_small_counts, prepare_evaluation
 from ganzoo.cli.build import build_datamodule, load_run, provenance
 from ganzoo.cli.entry import run
 from ganzoo.core.console import progress
@@ -140,6 +140,7 @@ def evaluate_folders(cfg: DictConfig, settings: MetricSettings, device: torch.de
     fake = image_files(str(cfg.fake))[:num_fake]
     real = image_files(str(cfg.real))[:num_real]
     suite = _suite(cfg, settings, [], "image_folder", None).to(device)
+    note_small_counts(list(settings.compute), len(fake), len(real))
     if suite.reference_spaces():
         with progress(len(real), "features of the real images", "img") as bar:
             for images in _stream(real, settings.batch_size, device):

@@ -6,7 +6,8 @@ pix2pixHD's label / edge / feature map, BigGAN's (z, class id), StyleGAN2's (z, 
 (z, sentence, words, padding mask, CA noise) with the text features of the run's frozen DAMSM
 text encoder computed outside the file (its last-stage image only). A JSON file
 beside it names each input with its shape and dtype, the output, the checkpoint and its
-hash, and the largest difference to the eager generator found by the parity check.
+hash, and the largest difference to the eager generator found by the parity check
+(`<file>.json`: generator.pt.json, generator.onnx.json, so both exports keep theirs).
 
 - torchscript: `torch.jit.trace` on an example batch; runs with `torch.jit.load` (no ganzoo).
 - onnx: the dynamo exporter (opset 18) with a dynamic batch axis; runs with onnxruntime.
@@ -117,6 +118,24 @@ def export(
     return module, inputs
 
 
+def info_path(out: Path) -> Path:
+    """The JSON beside an exported file: generator.pt.json, generator.onnx.json (one each)."""
+    return out.with_name(f"{out.name}.json")
+
+
+def check_exportable(task: GANTask, run_cfg: DictConfig) -> None:
+    """A run whose task has no image generator (DAMSM's encoders) cannot be exported."""
+    own_inputs = type(task).generator_inputs is not GANTask.generator_inputs
+    if not own_inputs and not hasattr(task, "export_inputs"):
+        target = str(run_cfg.model._target_)
+        hint = (
+            "; its encoders feed model=attngan (model.damsm_ckpt=...): export that run"
+            if "damsm" in target.lower()
+            else ""
+        )
+        raise ConfigError(f"{target} makes no images: nothing to export{hint}")
+
+
 def main_fn(cfg: DictConfig) -> dict[str, Any]:
     fmt = str(cfg.format)
     if fmt not in FORMATS:
@@ -125,6 +144,7 @@ def main_fn(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("ganzoo.export needs ckpt=PATH (a run's checkpoints/last.ckpt)")
     ckpt = Path(str(cfg.ckpt))
     task, run_cfg = load_run(ckpt, "cpu")
+    check_exportable(task, run_cfg)
     out = Path(str(cfg.output)) if cfg.output else ckpt.parent / f"generator{FORMATS[fmt]}"
     module, inputs = export(task, run_cfg, fmt, out, int(cfg.batch_size), int(cfg.seed))
     info: dict[str, Any] = {
@@ -150,7 +170,7 @@ def main_fn(cfg: DictConfig) -> dict[str, Any]:
                 f"{out}: exported generator differs from the eager one by {diff:.3g} "
                 f"(> atol {cfg.atol}) on a second batch"
             )
-    out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    info_path(out).write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info))
     return info
 

@@ -64,8 +64,9 @@ from torch import Tensor
 from ganzoo.cli.build import build_datamodule, load_run, provenance
 from ganzoo.cli.editing import apply_edit_action, edit_action, embed_action
 from ganzoo.cli.entry import run
+from ganzoo.core import console
 from ganzoo.core.errors import ConfigError
-from ganzoo.core.image import colorize_labels, grid, save_png, to_uint8
+from ganzoo.core.image import colorize_labels, grid, save_png, to_uint8, with_headers
 from ganzoo.core.weights import sha256_of
 from ganzoo.data.batch import Batch, collate
 from ganzoo.data.files import center_crop_aspect, resize_image
@@ -85,22 +86,45 @@ def read_ids(path: str | Path) -> Tensor:
     return torch.from_numpy(np.array(image).astype(np.int64))
 
 
-def render(cfg: DictConfig, task: GANTask, ckpt: Path) -> dict[str, Any]:
-    """Images for one label-map file; returns what was written."""
+def image_size(run_cfg: DictConfig) -> tuple[int, int]:
+    """(height, width) of the run's images."""
+    w = int(run_cfg.data.resolution)
+    return int(round(w / float(run_cfg.data.aspect_ratio))), w
+
+
+def fit_ids(ids: Tensor, size: tuple[int, int], what: str, notes: list[str]) -> Tensor:
+    """An id map resized with nearest neighbour to the model's (H, W), saying so."""
+    if tuple(ids.shape) == size:
+        return ids
+    notes.append(
+        f"{what} is {ids.shape[1]}x{ids.shape[0]}, the model makes {size[1]}x{size[0]} images: "
+        "resized with nearest neighbour"
+    )
+    return F.interpolate(ids[None, None].float(), size=size, mode="nearest")[0, 0].long()
+
+
+def render(
+    cfg: DictConfig, task: GANTask, ckpt: Path, size: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """Images for one label-map file (resized to `size` (H, W) when given); returns what was
+    written."""
     if cfg.label_map is None:
         raise ConfigError("action=render needs label_map=FILE.png (a PNG of label ids)")
     label = read_ids(cfg.label_map)
-    note = None
+    notes: list[str] = []
     if cfg.instance_map is not None:
         instance = read_ids(cfg.instance_map)
     else:
         instance = label
         if "instance_map" in task.required_fields():
-            note = "no instance_map given: one instance per class (the label map itself)"
+            notes.append("no instance_map given: one instance per class (the label map itself)")
     if instance.shape != label.shape:
         raise ConfigError(
             f"instance_map is {tuple(instance.shape)}, label_map {tuple(label.shape)}"
         )
+    if size is not None:
+        label = fit_ids(label, size, f"label_map {cfg.label_map}", notes)
+        instance = label if cfg.instance_map is None else fit_ids(instance, size, "", [])
     n = int(cfg.num_samples)
     h, w = label.shape
     batch = Batch(
@@ -114,6 +138,7 @@ def render(cfg: DictConfig, task: GANTask, ckpt: Path) -> dict[str, Any]:
         clusters = _clusters_path(cfg, ckpt)
         centres = torch.load(clusters, weights_only=True)["centres"] if clusters.is_file() else None
         choice = {int(k): int(v) for k, v in (cfg.centres or {}).items()}
+        notes += ignored_centres(choice, centres, label)
         latents = render_latents(batch, centres, choice, g)
     else:
         latents = task.sample_latents(n, g)
@@ -124,7 +149,28 @@ def render(cfg: DictConfig, task: GANTask, ckpt: Path) -> dict[str, Any]:
     colours = colorize_labels(label[None].to(images.device), 1)
     row = grid([colours] + [images[i : i + 1] for i in range(n)])
     files.append(save_png(row, out / f"{stem}_grid.png"))
-    return {"action": "render", "files": [str(f) for f in files], "note": note}
+    for line in notes:
+        console.note(line)
+    return {"action": "render", "files": [str(f) for f in files], "note": "; ".join(notes) or None}
+
+
+def ignored_centres(
+    choice: dict[int, int], centres: dict[int, Tensor] | None, label: Tensor
+) -> list[str]:
+    """Notes for the `centres={class: i}` choices that cannot apply (no centres, no region)."""
+    notes = []
+    present = set(label.unique().tolist())
+    for k in sorted(choice):
+        if centres is not None and k not in centres:
+            have = ", ".join(map(str, sorted(centres))) or "none"
+            notes.append(
+                f"centres: class {k} has no clustered centres (action=cluster found regions of "
+                f"classes {have}); its regions get zero features and centres={{{k}: "
+                f"{choice[k]}}} is ignored"
+            )
+        elif k not in present:
+            notes.append(f"centres: class {k} is not in the label map; centres={{{k}: ..}} unused")
+    return notes
 
 
 def cluster(cfg: DictConfig, task: GANTask, run_cfg: DictConfig, ckpt: Path) -> dict[str, Any]:
@@ -314,9 +360,20 @@ def translate(cfg: DictConfig, task: GANTask, run_cfg: DictConfig, ckpt: Path) -
     names = None if cfg.targets is None else [str(t) for t in cfg.targets]
     columns = columns_of(images, c_org, names)
     out = ckpt.parent.parent / "samples" / "translate" if cfg.output is None else Path(cfg.output)
-    path = save_png(grid([c for _, c in columns]), out / "translate_grid.png")
+    table = with_headers(grid([c for _, c in columns]), [k for k, _ in columns])
+    path = save_png(table, unused_path(out / "translate_grid.png"))
     return {"action": "translate", "grid": str(path), "columns": [k for k, _ in columns],
             "source_labels": c_org.tolist()}
+
+
+def unused_path(path: Path) -> Path:
+    """`path`, or when it exists the first free `<stem>_2<suffix>`, `<stem>_3<suffix>`, ..."""
+    k = 1
+    candidate = path
+    while candidate.exists():
+        k += 1
+        candidate = path.with_name(f"{path.stem}_{k}{path.suffix}")
+    return candidate
 
 
 def _read_rgb(path: Path, width: int, height: int) -> Tensor:
@@ -364,8 +421,9 @@ def caption_action(cfg: DictConfig, task: GANTask, run_cfg: DictConfig, ckpt: Pa
         heat = heat / heat.flatten(2).amax(2).clamp(min=1e-12)[..., None, None]
         columns = [stage] + [(stage + 1) * heat[:, t : t + 1] - 1 for t in range(len(known))]
         for i in range(n):
-            cells = [c[i : i + 1] for c in columns]
-            files.append(save_png(grid(cells), out / f"attention_stage{k}_{i}.png"))
+            cells = grid([c[i : i + 1] for c in columns])
+            panel = with_headers(cells, [f"stage {k}", *known])
+            files.append(save_png(panel, out / f"attention_stage{k}_{i}.png"))
     return {
         "action": "caption",
         "words": known,
@@ -387,7 +445,7 @@ def main_fn(cfg: DictConfig) -> dict[str, Any]:
     ckpt = Path(str(cfg.ckpt))
     task, run_cfg = load_run(ckpt, str(cfg.device))
     if cfg.action == "render":
-        result = render(cfg, task, ckpt)
+        result = render(cfg, task, ckpt, image_size(run_cfg))
     elif cfg.action == "cluster":
         result = cluster(cfg, task, run_cfg, ckpt)
     elif cfg.action == "translate":

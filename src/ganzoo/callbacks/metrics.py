@@ -36,7 +36,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from ganzoo.core.console import progress
+from ganzoo.core.console import note, progress
 from ganzoo.core.errors import ConfigError
 from ganzoo.data.batch import Batch, collate
 from ganzoo.data.synthetic import SyntheticScenes
@@ -324,6 +324,21 @@ def score_generated(
     bar.close()
 
 
+MEANINGFUL_SAMPLES = 2048  # Inception pool3 dimension: fewer samples, a rank-deficient covariance
+
+
+def note_small_counts(names: Sequence[str], num_fake: int, num_real: int) -> None:
+    """Say once when Inception metrics come from fewer samples than is meaningful."""
+    used = [n for n in names if METRICS[n].space == "inception"]
+    fewest = min([num_fake] + ([num_real] if any(METRICS[n].uses_real for n in used) else []))
+    if used and fewest < MEANINGFUL_SAMPLES:
+        note(
+            f"metrics={','.join(used)} from {num_fake} generated and {num_real} real images: "
+            f"below {MEANINGFUL_SAMPLES} (the Inception feature size) the values are dominated "
+            "by bias and noise; compare only numbers from equal counts (papers: 10k-50k)"
+        )
+
+
 def counts(settings: MetricSettings, split_length: int) -> tuple[int, int]:
     """(generated, real) sample counts: num_samples, and num_real (default num_samples) capped
     at the split's length."""
@@ -384,6 +399,7 @@ def prepare_evaluation(
         device
     )
     num_fake, num_real = counts(settings, len(dataset))
+    note_small_counts(list(settings.compute), num_fake, num_real)
     description = {"name": dm.name, "split": split, "height": dm.height, "width": dm.width}
     with torch.random.fork_rng(devices=_rng_devices(device)):
         reference = reference_features(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ class SampleGrid(pl.Callback):
         columns = pl_module.grid_columns(batch, fake)
         image = grid([c for _, c in columns])
         self.last_path = save_png(image, self.dirpath / f"iter_{iteration:07d}.png")
+        names = [name for name, _ in columns]  # for ganzoo.compare's column headers
+        (self.dirpath / "columns.json").write_text(json.dumps({"columns": names}) + "\n")
         self._log_image(trainer, image, [name for name, _ in columns], iteration)
         return self.last_path
 

@@ -40,11 +40,13 @@ def progress(total: int, desc: str, unit: str = "it") -> Any:
     )
 
 
-def note(message: str) -> None:
-    """Say `message` once per process (on stderr, rank 0 only)."""
-    if message in _SAID:
+def note(message: str, key: str | None = None) -> None:
+    """Say `message` once per process (on stderr, rank 0 only); with `key`, once per key (for
+    messages that name the first of many files)."""
+    key = message if key is None else key
+    if key in _SAID:
         return
-    _SAID.add(message)
+    _SAID.add(key)
     if first_process():
         print(f"ganzoo: note: {message}", file=sys.stderr, flush=True)
 

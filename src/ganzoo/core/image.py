@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 
@@ -56,3 +56,19 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     Image.fromarray(array).save(tmp, format="PNG")
     os.replace(tmp, path)
     return path
+
+
+def with_headers(array: np.ndarray, headers: Sequence[str], pad: int = 2) -> np.ndarray:
+    """A `grid` of len(headers) equal columns with a white strip on top naming each column."""
+    height = 12
+    columns = len(headers)
+    width = (array.shape[1] - pad) // columns - pad  # one cell of `grid`
+    strip = Image.new("RGB", (array.shape[1], height), "white")
+    draw = ImageDraw.Draw(strip)
+    font = ImageFont.load_default()
+    for j, text in enumerate(headers):
+        label = str(text)
+        while label and draw.textlength(label, font=font) > width:  # clip to the cell
+            label = label[:-1]
+        draw.text((pad + j * (width + pad), 1), label, fill="black", font=font)
+    return np.concatenate([np.asarray(strip), array], axis=0)

@@ -23,6 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from PIL import Image
+
+from ganzoo.core.console import note
 from ganzoo.core.errors import DataError
 from ganzoo.data.files import (
     Arrays,
@@ -103,5 +106,19 @@ class Cityscapes(FileDataset):
         w, h = self.width, self.height
         arrays = decode_labelled(self.images[index], self.labels[index], w, h, self.resize_filter)
         check_label_range(arrays["label_map"], self.num_labels, self.labels[index], self.name)
-        arrays["instance_map"] = resize_label(read_label(self.instances[index]), w, h)
+        instances = read_label(self.instances[index])
+        if instances.max(initial=0) < 256 and _mode(self.instances[index]) in ("L", "P"):
+            note(
+                f"Cityscapes instanceIds are 8-bit ({self.instances[index]}): the official files "
+                "are 16-bit (label id x 1000 + instance), so instances are lost; regenerate them "
+                "with cityscapesScripts (json2instanceImg)",
+                key="cityscapes-8bit",
+            )
+        arrays["instance_map"] = resize_label(instances, w, h)
         return arrays
+
+
+def _mode(path: Path) -> str:
+    """PIL mode of an image file (its header only)."""
+    with Image.open(path) as img:
+        return str(img.mode)

@@ -49,6 +49,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset, get_worker_info
 
+from ganzoo.core.console import note
 from ganzoo.core.errors import ConfigError, DataError
 from ganzoo.data.cache import ArrayCache, open_cache
 
@@ -93,9 +94,26 @@ def read_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode != "RGB":
+                note_conversion(img.mode, path)
             return img.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise CorruptFile(path, _reason(err)) from None
+
+
+CONVERSIONS = {
+    "L": "grayscale: the grey copied to R, G and B",
+    "LA": "grayscale with alpha: the grey copied to R, G and B, alpha dropped",
+    "RGBA": "alpha dropped (not composited)",
+    "P": "palette colours looked up",
+    "CMYK": "CMYK converted by PIL",
+}
+
+
+def note_conversion(mode: str, path: Path) -> None:
+    """Say once per mode that images of that mode are converted to RGB."""
+    how = CONVERSIONS.get(mode, "converted by PIL")
+    note(f"images in mode {mode} are converted to RGB ({how}), e.g. {path}", key=f"rgb:{mode}")
 
 
 def read_label(path: Path) -> np.ndarray:
@@ -175,8 +193,16 @@ def decode_labelled(
 ) -> Arrays:
     """An image and its label map resized to (height, width), as SPADE's 'resize' and
     'fixed' modes (data/base_dataset.py:47-78): image with the filter, label nearest."""
-    rgb = resize_image(read_rgb(image), width, height, resize_filter)
-    return {"image": to_array(rgb), "label_map": resize_label(read_label(label), width, height)}
+    photo, labels = read_rgb(image), read_label(label)
+    if photo.size != (labels.shape[1], labels.shape[0]):
+        note(
+            f"label map {label} is {labels.shape[1]}x{labels.shape[0]}, its image {image} "
+            f"{photo.size[0]}x{photo.size[1]}: each is resized to {width}x{height} on its own "
+            "(labels nearest), so they may not align",
+            key="label-size",
+        )
+    rgb = resize_image(photo, width, height, resize_filter)
+    return {"image": to_array(rgb), "label_map": resize_label(labels, width, height)}
 
 
 def check_label_range(labels: np.ndarray, num_labels: int, path: Path, dataset: str) -> None:
