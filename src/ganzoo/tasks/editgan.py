@@ -313,7 +313,8 @@ class EditGANTask(GANTask):
         return self.annotated_count
 
     def branch_pixels(self) -> tuple[Tensor, Tensor]:
-        """All annotated pixels: features (P, C) and labels (P,) (computed once, not saved)."""
+        """All annotated pixels: features (P, C) in float16, as the official keeps them, and
+        labels (P,) (computed once, not saved)."""
         if self._features is None:
             feats, labels = [], []
             with torch.no_grad():
@@ -321,7 +322,7 @@ class EditGANTask(GANTask):
                                      strict=True):
                     _, maps = self.synthesize(ws, with_features=True)
                     up = upsample_features(maps, self.resolution, "bilinear")
-                    feats.append(up.permute(0, 2, 3, 1).reshape(-1, up.shape[1]))
+                    feats.append(up.permute(0, 2, 3, 1).reshape(-1, up.shape[1]).half())
                     labels.append(label.reshape(-1))
             self._features = (torch.cat(feats), torch.cat(labels))
         return self._features
@@ -333,7 +334,7 @@ class EditGANTask(GANTask):
         for model in self.branch.models:
             idx = torch.randint(0, pixels.shape[0], (self.branch_batch_size,),
                                 device=pixels.device)
-            losses.append(F.cross_entropy(model(pixels[idx]), labels[idx]))
+            losses.append(F.cross_entropy(model(pixels[idx].float()), labels[idx]))
         return {"ce": torch.stack(losses).sum()}
 
     # ----- samples, description, checkpoints -------------------------------------------------
