@@ -69,6 +69,7 @@ SMALL: dict[str, list[str]] = {
         "model.generator.channel_base=2048",
         "model.generator.channel_max=64",
         "model.discriminator.mbstd_group_size=4",
+        "model.augment=none",  # config F (model_data/stylegan2_synthetic turns DiffAugment on)
         "model.r1_interval=4",  # so that every 4th iteration has all four phases
         "model.pl_interval=4",
     ],
@@ -76,6 +77,7 @@ SMALL: dict[str, list[str]] = {
         "data.resolution=64",
         "data.batch_size=4",
         "model.generator.ngf=16",
+        "model.generator.spade_hidden=128",  # the official's fixed width (the preset: 32)
         "model.discriminator.ndf=16",
         "model.lambda_vgg=0",  # VGG19 weights are a download; off on both sides
     ],
@@ -209,6 +211,7 @@ def official_stylegan2(root: Path, cfg: Any) -> Callable[[int, list[str]], None]
             for b_ema, b in zip(g_ema.buffers(), g.buffers(), strict=True):
                 b_ema.copy_(b)
 
+    iteration.networks = {"G": g, "D": d}  # type: ignore[attr-defined]
     return iteration
 
 
@@ -269,6 +272,7 @@ def official_stargan(root: Path, cfg: Any) -> Callable[[int, list[str]], None]:
         g_loss.backward()
         g_opt.step()
 
+    iteration.networks = {"G": g, "D": d}  # type: ignore[attr-defined]
     return iteration
 
 
@@ -307,6 +311,7 @@ def official_spade(root: Path, cfg: Any) -> Callable[[int, list[str]], None]:
         trainer.run_generator_one_step(data)
         trainer.run_discriminator_one_step(data)
 
+    iteration.networks = {"G": trainer.pix2pix_model.netG, "D": trainer.pix2pix_model.netD}  # type: ignore[attr-defined]
     return iteration
 
 
@@ -354,6 +359,7 @@ def official_pix2pixhd(root: Path, cfg: Any) -> Callable[[int, list[str]], None]
         loss_d.backward()
         model.optimizer_D.step()
 
+    iteration.networks = {"G": model.netG, "D": model.netD}  # type: ignore[attr-defined]
     return iteration
 
 
@@ -404,6 +410,7 @@ def official_biggan(root: Path, cfg: Any) -> Callable[[int, list[str]], None]:
         state["itr"] += 1
         train(x, y)
 
+    iteration.networks = {"G": g, "D": d}  # type: ignore[attr-defined]
     return iteration
 
 
@@ -431,7 +438,7 @@ def measure(model: str, official: Path, variant: str, iterations: int, warmup: i
     overrides = [f"model={model}", "logger=none", "trainer.enable_progress_bar=false"]
     overrides += ["trainer.enable_model_summary=false", "data.num_workers=0"]
     overrides += [*SMALL[model], *VARIANTS[variant], f"steps={warmup + iterations}"]
-    rows: dict[str, list] = {"ganzoo": [], "official": [], "phases": []}
+    rows: dict[str, Any] = {"ganzoo": [], "official": [], "phases": []}
 
     class Alternate(pl.Callback):
         def __init__(self, run_official: Callable[[int, list[str]], None]) -> None:
@@ -448,6 +455,11 @@ def measure(model: str, official: Path, variant: str, iterations: int, warmup: i
             t0 = time.perf_counter()
             self.run_official(it, due)
             t_official = time.perf_counter() - t0
+            if it == 0:  # the same networks on both sides: trainable parameters of G and D
+                rows["params"] = {
+                    "ganzoo": [_count(task.generator), _count(task.discriminator)],
+                    "official": [_count(m) for m in self.run_official.networks.values()],  # type: ignore[attr-defined]
+                }
             if it >= warmup:
                 rows["ganzoo"].append(t_ganzoo * 1e3)
                 rows["official"].append(t_official * 1e3)
@@ -459,6 +471,10 @@ def measure(model: str, official: Path, variant: str, iterations: int, warmup: i
         build.build_callbacks = lambda c: [callback]  # type: ignore[assignment]
         build.train(cfg)
     return {"model": model, "variant": variant, "config": SMALL[model], **rows}
+
+
+def _count(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def summarise(row: dict) -> list[dict]:
@@ -537,22 +553,26 @@ def append(rows: list[dict], skipped: list[str], args: argparse.Namespace) -> No
             f"Python {platform.python_version()}; ganzoo commit {_commit()}\n\n"
             f"{args.warmup} warm-up + {args.iterations} timed iterations per model and variant\n\n"
             "| model | variant | phases | n | ganzoo (ms) | official (ms) | ratio | load avg "
-            "before / after | configuration |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+            "before / after | G / D parameters (ganzoo; official) | configuration |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
         )
         for r in rows:
             if "error" in r:
-                f.write(f"| {r['model']} | {r['variant']} | failed: {r['error']} |||||||\n")
+                f.write(f"| {r['model']} | {r['variant']} | failed: {r['error']} ||||||||\n")
                 continue
             load = f"{r['load'][0]:.1f} / {r['load'][1]:.1f}"
+            ours, theirs = r["params"]["ganzoo"], r["params"]["official"]
+            params = f"{ours[0]:,} / {ours[1]:,}; " + (
+                "same" if ours == theirs else f"{theirs[0]:,} / {theirs[1]:,}"
+            )
             config = " ".join(r["config"]) + f"; official {r['official_commit']}"
             for s in summarise(r):
                 f.write(
                     f"| {r['model']} | {r['variant']} | {s['phases']} | {s['n']} "
                     f"| {s['ganzoo']:.1f} | {s['official']:.1f} | **{s['ratio']:.2f}** "
-                    f"| {load} | {config} |\n"
+                    f"| {load} | {params} | {config} |\n"
                 )
-                config = load = ""
+                config = load = params = ""
         for line in skipped:
             f.write(f"\n{line}\n")
 
