@@ -636,7 +636,8 @@ def test_translate_action_writes_the_grid(make_cfg, tmp_path: Path) -> None:
     )
     result = sample_main(cfg)
     grid = np.array(Image.open(result["grid"]))
-    assert grid.shape == (2 + 2 * (32 + 2), 2 + 3 * (32 + 2), 3)  # 2 rows; input | 2 targets
+    # a 12-pixel strip naming the columns (core.image.with_headers), then 2 rows; input | 2 targets
+    assert grid.shape == (12 + 2 + 2 * (32 + 2), 2 + 3 * (32 + 2), 3)
     assert result["columns"] == ["input", "night", "has_water"]
     given = compose_train(
         tmp_path / "s1",
