@@ -267,4 +267,6 @@ def test_sweep_without_credentials_runs_offline_and_logs_everything(tmp_path: Pa
     assert len(info["sessions"]) == 2
     with (job / "metrics.csv").open() as f:
         times = [float(r["time"]) for r in csv.DictReader(f) if r["loss/G/total"]]
-    assert len(times) == 6 and times == sorted(times)  # wall time continues across the resume
+    # iterations 3 and 4 of the first session were cut at the resume (each iteration once);
+    # wall time continues across the resume
+    assert len(times) == 4 and times == sorted(times)
