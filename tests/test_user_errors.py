@@ -103,6 +103,11 @@ def test_training_refuses_a_pair_before_the_run_dir_is_used(tmp_path: Path) -> N
             "model=attngan needs data.vocab_size (caption vocabulary size); "
             "data=synthetic sets vocab_size=null",
         ),
+        (
+            ["model=stylegan2", "data=image_folder"],
+            "data=image_folder needs data.root=PATH, the dataset's folder (its layout: the "
+            "docstring of ganzoo.data.image_folder)",
+        ),
     ],
 )
 def test_bad_values_are_one_line_errors(tmp_path: Path, overrides, message: str) -> None:

@@ -163,10 +163,23 @@ def check_pair(cfg: DictConfig, model: str) -> None:
         check_whole_number(f"data.{key}", value, 1)
 
 
+def check_root(cfg: DictConfig) -> None:
+    """A dataset read from files has its folder: data.root is set."""
+    dataset = cfg.data.dataset
+    if "root" not in dataset:
+        return  # procedural (synthetic) or several roots of their own
+    if OmegaConf.is_missing(cfg.data, "root") or OmegaConf.select(cfg, "data.root") is None:
+        raise ConfigError(
+            f"data={cfg.data.name} needs data.root=PATH, the dataset's folder (its layout: "
+            f"the docstring of {str(dataset._target_).rsplit('.', 1)[0]})"
+        )
+
+
 def check_run_config(cfg: DictConfig, model: str) -> None:
     """All pre-build checks of a training run's composed config (one-line ConfigErrors)."""
     check_numbers(cfg)
     check_pair(cfg, model)
+    check_root(cfg)
     check_shapes(cfg, model)
 
 
