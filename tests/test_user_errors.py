@@ -24,8 +24,8 @@ from ganzoo.data.files import read_rgb
 from ganzoo.evaluate import main_fn as evaluate_main
 from ganzoo.export import info_path
 from ganzoo.export import main_fn as export_main
+from ganzoo.sample import ignored_centres, unused_path
 from ganzoo.sample import main_fn as sample_main
-from ganzoo.sample import unused_path
 from ganzoo.train import main_fn as train_main
 from tests.conftest import compose_train, run_cli
 from tests.test_datasets import gray, make_cityscapes, make_cub, rgb
@@ -328,3 +328,11 @@ def test_compare_shows_failed_jobs_headers_and_metrics_first(tmp_path: Path) -> 
     head = page.split('<table id="final">')[1].split("</thead>")[0]
     assert head.index("metrics/fid") < head.index("loss/G/t0")
     assert "<span>label map</span><span>EMA G</span><span>real</span>" in page
+
+
+def test_a_centres_choice_that_cannot_apply_is_said() -> None:
+    label = torch.tensor([[7, 7], [26, 26]])
+    centres = {7: torch.zeros(2, 3)}  # action=cluster found none for class 26 (or 11)
+    notes = ignored_centres({26: 1, 7: 0, 11: 0}, centres, label)
+    assert len(notes) == 2 and "class 11 has no clustered centres" in notes[0]
+    assert "centres={26: 1} is ignored" in notes[1]

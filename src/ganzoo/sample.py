@@ -188,8 +188,22 @@ def cluster(cfg: DictConfig, task: GANTask, run_cfg: DictConfig, ckpt: Path) -> 
     dataset = dm.build(split)
     size = len(dataset)  # type: ignore[arg-type]
     n = size if cfg.num_images is None else min(int(cfg.num_images), size)
+    seen: set[int] = set()
+
+    def batches() -> Iterator[Batch]:  # noting the classes of the label maps
+        for batch in _batches(dataset, n, int(cfg.batch_size)):
+            assert batch.label_map is not None
+            seen.update(int(v) for v in batch.label_map.unique())
+            yield batch
+
     with torch.no_grad():
-        centres = fit(_batches(dataset, n, int(cfg.batch_size)), int(cfg.n_clusters), int(cfg.seed))
+        centres = fit(batches(), int(cfg.n_clusters), int(cfg.seed))
+    without = sorted(seen - {int(k) for k in centres})
+    if without:
+        console.note(
+            f"cluster: no centres for classes {without} (no region large enough): action=render "
+            "gives their regions zero features, and centres= choices for them are ignored"
+        )
     path = _clusters_path(cfg, ckpt)
     payload = {
         "centres": centres,  # {label id: (k, feat_num) float32}
@@ -210,7 +224,8 @@ def cluster(cfg: DictConfig, task: GANTask, run_cfg: DictConfig, ckpt: Path) -> 
     torch.save(payload, tmp)
     os.replace(tmp, path)
     counts = {int(k): int(v.shape[0]) for k, v in centres.items()}
-    return {"action": "cluster", "file": str(path), "images": n, "centres_per_class": counts}
+    return {"action": "cluster", "file": str(path), "images": n, "centres_per_class": counts,
+            "classes_without_centres": without}  # fmt: skip
 
 
 def _batches(dataset: Any, n: int, batch_size: int) -> Iterator[Batch]:
