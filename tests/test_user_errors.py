@@ -336,3 +336,10 @@ def test_a_centres_choice_that_cannot_apply_is_said() -> None:
     notes = ignored_centres({26: 1, 7: 0, 11: 0}, centres, label)
     assert len(notes) == 2 and "class 11 has no clustered centres" in notes[0]
     assert "centres={26: 1} is ignored" in notes[1]
+
+
+def test_a_required_value_left_unset_is_one_line() -> None:
+    from ganzoo.cli.preflight import check_missing  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match=r"^model.ckpt must be given \(\?\?\? in conf/\)"):
+        check_missing(OmegaConf.create({"model": {"ckpt": "???", "x": 1}}))

@@ -155,6 +155,10 @@ def check_pair(cfg: DictConfig, model: str) -> None:
         if field not in COUNTS:
             continue
         key, what = COUNTS[field]
+        if OmegaConf.is_missing(cfg.data, key):  # ??? in the data config: the user gives it
+            raise FieldMismatchError(
+                f"model={model} needs data.{key} ({what}): give data.{key}=N for data={data}"
+            )
         value = OmegaConf.select(cfg, f"data.{key}", throw_on_missing=False)
         if value is None:
             raise FieldMismatchError(
@@ -175,11 +179,21 @@ def check_root(cfg: DictConfig) -> None:
         )
 
 
+def check_missing(cfg: DictConfig) -> None:
+    """Every required value (??? in conf/) is given."""
+    keys = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
+    if keys:
+        raise ConfigError(
+            f"{', '.join(keys)} must be given (??? in conf/): add {keys[0]}=... to the command"
+        )
+
+
 def check_run_config(cfg: DictConfig, model: str) -> None:
     """All pre-build checks of a training run's composed config (one-line ConfigErrors)."""
     check_numbers(cfg)
     check_pair(cfg, model)
     check_root(cfg)
+    check_missing(cfg)
     check_shapes(cfg, model)
 
 
