@@ -14,6 +14,10 @@ For a batch of N (image, caption) pairs:
   except the true pair (the official `masks`).
 - KL of conditioning augmentation: mean over batch and dimensions of
   -0.5 (1 + logvar - mu^2 - exp(logvar)) (losses.py KL_loss; a mean, unlike SPADE's sum).
+
+Each function performs the official operations in the official order (the same matrix
+products, views, contiguous copies and reductions), so that values and gradients agree with
+taoxugit/AttnGAN bitwise on the same device (tests/test_parity_attngan.py).
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from torch import Tensor
 
 
 def _cosine(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
-    """Cosine similarity along the last dim, as the official cosine_similarity (clamped norms)."""
-    num = (a * b).sum(-1)
-    return num / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=eps)
+    """cosine_similarity (losses.py:11-17) of rows (M, D) -> (M,): clamped norm product."""
+    w12 = torch.sum(a * b, 1)
+    w1 = torch.norm(a, 2, 1)
+    w2 = torch.norm(b, 2, 1)
+    return w12 / (w1 * w2).clamp(min=eps)
 
 
 def _class_mask(class_ids: Tensor | None, n: int, device: torch.device) -> Tensor | None:
@@ -42,7 +48,7 @@ def _two_way(scores: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     if mask is not None:
         scores = scores.masked_fill(mask, float("-inf"))
     labels = torch.arange(scores.shape[0], device=scores.device)
-    return F.cross_entropy(scores, labels), F.cross_entropy(scores.t(), labels)
+    return F.cross_entropy(scores, labels), F.cross_entropy(scores.transpose(0, 1), labels)
 
 
 def sentence_loss(
@@ -50,23 +56,34 @@ def sentence_loss(
     sentence: Tensor,  # (N, D) sentence features
     class_ids: Tensor | None = None,  # (N,) or None: no masking
     gamma3: float = 10.0,
+    eps: float = 1e-8,
 ) -> tuple[Tensor, Tensor]:
-    """(L_s0: image -> caption, L_s1: caption -> image)."""
-    image_code, sentence = image_code.float(), sentence.float()
-    scores = _cosine(image_code[:, None, :], sentence[None, :, :]) * gamma3  # (N img, N cap)
+    """(L_s0: image -> caption, L_s1: caption -> image), as sent_loss (losses.py:20-58)."""
+    cnn, rnn = image_code.float().unsqueeze(0), sentence.float().unsqueeze(0)  # (1, N, D)
+    cnn_norm = torch.norm(cnn, 2, dim=2, keepdim=True)
+    rnn_norm = torch.norm(rnn, 2, dim=2, keepdim=True)
+    scores = torch.bmm(cnn, rnn.transpose(1, 2))
+    norm = torch.bmm(cnn_norm, rnn_norm.transpose(1, 2))
+    scores = (scores / norm.clamp(min=eps) * gamma3)[0]  # (N images, N captions)
     return _two_way(scores, _class_mask(class_ids, len(scores), scores.device))
 
 
 def word_attention(words: Tensor, regions: Tensor, gamma1: float) -> tuple[Tensor, Tensor]:
-    """func_attention: words (B, D, T), regions (B, D, H, W) -> (region context per word
-    (B, D, T), attention (B, T, H, W)): softmax over words, then over regions of gamma1 x."""
+    """func_attention (GlobalAttention.py:29-69): words (B, D, T), regions (B, D, H, W) ->
+    (region context per word (B, D, T), attention (B, T, H, W)): softmax over words, then over
+    regions of gamma1 x."""
     b, d, t = words.shape
-    context = regions.reshape(b, d, -1)  # (B, D, L)
-    attn = torch.bmm(context.transpose(1, 2), words)  # (B, L, T)
-    attn = attn.softmax(dim=2)  # over words
-    attn = (attn.transpose(1, 2) * gamma1).softmax(dim=2)  # (B, T, L), over regions
-    weighted = torch.bmm(context, attn.transpose(1, 2))  # (B, D, T)
-    return weighted, attn.reshape(b, t, *regions.shape[2:])
+    ih, iw = regions.shape[2], regions.shape[3]
+    source = ih * iw
+    context = regions.reshape(b, -1, source)  # (B, D, L)
+    context_t = torch.transpose(context, 1, 2).contiguous()
+    attn = torch.bmm(context_t, words).view(b * source, t)
+    attn = attn.softmax(dim=1)  # over words
+    attn = torch.transpose(attn.view(b, source, t), 1, 2).contiguous().view(b * t, source)
+    attn = (attn * gamma1).softmax(dim=1).view(b, t, source)  # over regions
+    attn_t = torch.transpose(attn, 1, 2).contiguous()
+    weighted = torch.bmm(context, attn_t)  # (B, D, T)
+    return weighted, attn.view(b, -1, ih, iw)
 
 
 def word_similarities(
@@ -77,18 +94,21 @@ def word_similarities(
     gamma2: float = 5.0,
 ) -> tuple[Tensor, list[Tensor]]:
     """(R(Q_i, D_j) (N images, N captions) before gamma3, attention maps of each caption j over
-    its own image j (T_j, H, W))."""
+    its own image j (T_j, H, W)), as the loop of words_loss (losses.py:61-118)."""
     regions, words = regions.float(), words.float()
     n = regions.shape[0]
     columns, maps = [], []
     for j in range(n):
         t = int(lengths[j])
-        word = words[j : j + 1, :, :t].expand(n, -1, -1)  # caption j against every image
+        word = words[j, :, :t].unsqueeze(0).contiguous().repeat(n, 1, 1)  # caption j, N times
         weighted, attn = word_attention(word, regions, gamma1)
-        sim = _cosine(word.transpose(1, 2), weighted.transpose(1, 2))  # (N, T_j)
-        columns.append(torch.log((sim * gamma2).exp().sum(dim=1)))
         maps.append(attn[j])
-    return torch.stack(columns, dim=1), maps
+        word = word.transpose(1, 2).contiguous().view(n * t, -1)
+        weighted = weighted.transpose(1, 2).contiguous().view(n * t, -1)
+        sim = _cosine(word, weighted).view(n, t)
+        sim = sim.mul(gamma2).exp().sum(dim=1, keepdim=True)
+        columns.append(torch.log(sim))
+    return torch.cat(columns, 1), maps
 
 
 def word_loss(
@@ -107,6 +127,8 @@ def word_loss(
 
 
 def ca_kl(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL_loss of conditioning augmentation: mean of -0.5 (1 + logvar - mu^2 - exp(logvar))."""
+    """KL_loss of conditioning augmentation: mean of -0.5 (1 + logvar - mu^2 - exp(logvar)),
+    in the official order: mu^2 + exp(logvar), negated, + 1, + logvar, mean, x -0.5."""
     mu, logvar = mu.float(), logvar.float()
-    return (-0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp())).mean()
+    element = mu.pow(2).add(logvar.exp()).mul(-1).add(1).add(logvar)
+    return torch.mean(element).mul(-0.5)

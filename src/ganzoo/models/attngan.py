@@ -29,6 +29,15 @@ from torch import Tensor, nn
 from ganzoo.core.errors import ConfigError
 
 
+class GLU(nn.Module):
+    """x[:, :C/2] * sigmoid(x[:, C/2:]) written as the official model.GLU (the same autograd
+    graph, so gradients agree bitwise; nn.GLU's fused backward rounds differently)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        nc = x.shape[1] // 2
+        return x[:, :nc] * torch.sigmoid(x[:, nc:])
+
+
 def conv3x3(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
 
@@ -38,7 +47,7 @@ def up_block(cin: int, cout: int) -> nn.Sequential:
         nn.Upsample(scale_factor=2, mode="nearest"),
         conv3x3(cin, cout * 2),
         nn.BatchNorm2d(cout * 2),
-        nn.GLU(dim=1),
+        GLU(),
     )
 
 
@@ -48,7 +57,7 @@ class ResBlock(nn.Module):
         self.block = nn.Sequential(
             conv3x3(channels, channels * 2),
             nn.BatchNorm2d(channels * 2),
-            nn.GLU(dim=1),
+            GLU(),
             conv3x3(channels, channels),
             nn.BatchNorm2d(channels),
         )
@@ -64,7 +73,7 @@ class CANet(nn.Module):
         super().__init__()
         self.c_dim = c_dim
         self.fc = nn.Linear(nef, c_dim * 4)
-        self.glu = nn.GLU(dim=1)
+        self.glu = GLU()
 
     def forward(self, sentence: Tensor, eps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         x = self.glu(self.fc(sentence))
@@ -109,13 +118,14 @@ class WordAttention(nn.Module):
     def forward(self, h: Tensor, words: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         n, c, hh, ww = h.shape
         source = self.conv_context(words.unsqueeze(3)).squeeze(3)  # (N, idf, T)
-        attn = torch.bmm(h.reshape(n, c, -1).transpose(1, 2), source)  # (N, HW, T)
+        # contiguous copies where the official makes them: the same bmm kernels and gradients
+        attn = torch.bmm(h.reshape(n, c, -1).transpose(1, 2).contiguous(), source)  # (N, HW, T)
         if mask is not None:
             if self.word_mask == "official_misaligned":
                 attn = attn.masked_fill(misaligned_mask(mask, hh * ww), float("-inf"))
             else:
                 attn = attn.masked_fill(mask[:, None, :], float("-inf"))
-        attn = attn.softmax(dim=2).transpose(1, 2)  # (N, T, HW)
+        attn = attn.softmax(dim=2).transpose(1, 2).contiguous()  # (N, T, HW)
         context = torch.bmm(source, attn)  # (N, idf, HW)
         return context.reshape(n, c, hh, ww), attn.reshape(n, -1, hh, ww)
 
@@ -127,7 +137,7 @@ class InitStage(nn.Module):
         self.fc = nn.Sequential(
             nn.Linear(z_dim + c_dim, ngf16 * 4 * 4 * 2, bias=False),
             nn.BatchNorm1d(ngf16 * 4 * 4 * 2),
-            nn.GLU(dim=1),
+            GLU(),
         )
         self.up = nn.Sequential(
             up_block(ngf16, ngf16 // 2),
@@ -229,7 +239,7 @@ class Logits(nn.Module):
         if self.joint is not None:
             if sentence is None:
                 raise ConfigError("the conditional AttnGAN logits need a sentence feature")
-            tiled = sentence.reshape(-1, self.nef, 1, 1).expand(-1, -1, h.shape[2], h.shape[3])
+            tiled = sentence.reshape(-1, self.nef, 1, 1).repeat(1, 1, h.shape[2], h.shape[3])
             h = self.joint(torch.cat([h, tiled], dim=1))
         return self.out(h).reshape(-1)
 

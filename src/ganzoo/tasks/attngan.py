@@ -220,6 +220,22 @@ class AttnGANTask(GANTask):
             return self._step_fakes[1:]
         return self._generate(batch)
 
+    @torch.no_grad()
+    def _update_ema(self, batch_size: int) -> None:
+        """trainer.py:298-299: avg_p.mul_(0.999).add_(0.001, p) on G's parameters, in that
+        rounding (a lerp rounds differently); buffers are G's (the saved netG file's are).
+        A half-life or ramp-up schedule goes through the shared EMA instead."""
+        spec = self.ema_spec
+        if spec.half_life_kimg is not None or spec.rampup is not None:
+            super()._update_ema(batch_size)
+            return
+        beta = spec.decay if int(self.iteration) >= spec.start_iteration else 0.0
+        ema, g = self.generator_ema, self.generator
+        for p_ema, p in zip(ema.parameters(), g.parameters(), strict=True):
+            p_ema.mul_(beta).add_(p.detach(), alpha=1.0 - beta)
+        for b_ema, b in zip(ema.buffers(), g.buffers(), strict=True):
+            b_ema.copy_(b)
+
     # ----- losses ----------------------------------------------------------------------
     def discriminator_loss(self, batch: Batch) -> dict[str, Tensor]:
         fakes, _, _ = self.fakes(batch)
@@ -228,12 +244,19 @@ class AttnGANTask(GANTask):
         for i, (d, real, fake) in enumerate(
             zip(self.d.stage_list(), self.real_stages(batch.image), fakes, strict=True)
         ):
+            # in the official order (losses.py discriminator_loss): the same autograd graph
             h_real, h_fake = d(real), d(fake.detach())
-            real_term = (bce(d.uncond(h_real), 1.0) + bce(d.cond(h_real, sentence), 1.0)) / 2
-            fake_terms = bce(d.uncond(h_fake), 0.0) + bce(d.cond(h_fake, sentence), 0.0)
-            if batch.size > 1:
-                fake_terms = fake_terms + bce(d.cond(h_real[:-1], sentence[1:]), 0.0)
-            terms[f"D{self.sizes[i]}"] = real_term + fake_terms / 3
+            cond_real = bce(d.cond(h_real, sentence), 1.0)
+            cond_fake = bce(d.cond(h_fake, sentence), 0.0)
+            fake_term = None
+            if batch.size > 1:  # "wrong": real image j with caption j + 1
+                fake_term = bce(d.cond(h_real[:-1], sentence[1:]), 0.0)
+            real_logits, fake_logits = d.uncond(h_real), d.uncond(h_fake)
+            real_term, fake_uncond = bce(real_logits, 1.0), bce(fake_logits, 0.0)
+            fakes_sum = fake_uncond + cond_fake
+            if fake_term is not None:
+                fakes_sum = fakes_sum + fake_term
+            terms[f"D{self.sizes[i]}"] = (real_term + cond_real) / 2.0 + fakes_sum / 3.0
         return terms
 
     def generator_loss(self, batch: Batch) -> dict[str, Tensor]:
@@ -242,7 +265,8 @@ class AttnGANTask(GANTask):
         terms: dict[str, Tensor] = {}
         for i, (d, fake) in enumerate(zip(self.d.stage_list(), fakes, strict=True)):
             h = d(fake)
-            terms[f"G{self.sizes[i]}"] = bce(d.uncond(h), 1.0) + bce(d.cond(h, sentence), 1.0)
+            cond = bce(d.cond(h, sentence), 1.0)
+            terms[f"G{self.sizes[i]}"] = bce(d.uncond(h), 1.0) + cond
         regions, code = self.damsm.image_encoder(fakes[-1])
         g1, g2, g3 = self.gammas
         ids = self.class_ids(batch)
@@ -361,5 +385,6 @@ def pil_resize(image: Tensor, size: int) -> Tensor:
     arrays = u8.permute(0, 2, 3, 1).cpu().numpy()
     bilinear = Image.Resampling.BILINEAR
     out = np.stack([np.asarray(Image.fromarray(a).resize((size, size), bilinear)) for a in arrays])
-    x = torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
+    x = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()  # NCHW memory, as ToTensor
+    x = x.float().div(255).sub(0.5).div(0.5)
     return x.to(image.device, image.dtype)
