@@ -51,6 +51,7 @@ from ganzoo.models.editgan import (
 )
 from ganzoo.models.stylegan2 import Generator
 from ganzoo.tasks.base import GANTask, Phase
+from ganzoo.tasks.distributed import average_gradients
 from ganzoo.tasks.editing import EditSettings, EmbedSettings, embed, eval_mode, segment
 
 
@@ -262,6 +263,7 @@ class EditGANTask(GANTask):
         opt.zero_grad(set_to_none=True)
         total = torch.stack([t.float() for t in terms.values()]).sum()
         self.manual_backward(total)
+        average_gradients(p for group in opt.param_groups for p in group["params"])  # ddp
         opt.step()
         logs = {f"loss/{name}/{k}": v.detach().float() for k, v in terms.items()}
         logs[f"loss/{name}/total"] = total.detach()
