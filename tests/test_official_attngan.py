@@ -207,3 +207,17 @@ def test_wrong_vocabulary_structure_and_unsafe_pickles_are_refused(
     with pytest.raises(ConvertError, match="not a plain pickle.*refusing to load"):
         reader.convert(release(tmp_path / "e", vocabulary=bad, image=False), task)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_converted_release_feeds_its_damsm_to_training(make_cfg: Any, tmp_path: Path) -> None:
+    """model.damsm_ckpt accepts the converted AttnGAN checkpoint itself (its damsm.* encoders),
+    so fine-tuning a release needs no separate model=damsm run."""
+    from ganzoo.tasks.damsm import load_damsm_state
+
+    task = converted(make_cfg, tmp_path)
+    path = tmp_path / "converted.ckpt"
+    torch.save({"state_dict": task.state_dict(), "ganzoo_config": {}}, path)
+    fresh = small_task(make_cfg, tmp_path)
+    load_damsm_state(str(path), fresh.damsm)
+    for key, value in task.damsm.state_dict().items():
+        assert torch.equal(fresh.damsm.state_dict()[key], value), key

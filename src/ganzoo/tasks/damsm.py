@@ -212,16 +212,21 @@ class DAMSMTask(GANTask):
 
 
 def load_damsm_state(path: str, damsm: nn.Module) -> dict[str, Any]:
-    """Load a model=damsm checkpoint's encoders into `damsm` (a DAMSM); its run config back."""
+    """Load the encoders of a model=damsm checkpoint (or the `damsm.` encoders a model=attngan
+    checkpoint carries, e.g. a converted official release) into `damsm`; its run config back."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    prefix = "generator."
-    state = {
-        k[len(prefix) :]: v
-        for k, v in checkpoint.get("state_dict", {}).items()
-        if k.startswith(prefix)
-    }
+    weights = checkpoint.get("state_dict", {})
+    state: dict[str, Any] = {}
+    for prefix in ("generator.", "damsm."):
+        state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+        if prefix == "generator." and any(k.startswith("damsm.") for k in weights):
+            continue  # an AttnGAN checkpoint: its generator is G, its encoders are damsm.*
+        if state:
+            break
     if not state:
-        raise ConfigError(f"model.damsm_ckpt={path} is not a model=damsm checkpoint")
+        raise ConfigError(
+            f"model.damsm_ckpt={path} is neither a model=damsm nor a model=attngan checkpoint"
+        )
     try:
         damsm.load_state_dict(state)
     except RuntimeError as err:
