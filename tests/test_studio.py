@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory, one_thread: None):
-    """(url, served checkpoints, page) with SPADE, StyleGAN2 and StarGAN smoke runs."""
+    """(page, served checkpoints, root, requested URLs) with SPADE, StyleGAN2, StarGAN and
+    EditGAN (on that StyleGAN2) smoke runs."""
     root = tmp_path_factory.mktemp("studio")
     ckpts = []
     # SPADE: 12 fast steps without EMA, so that its images already depend on the labels
@@ -53,6 +55,10 @@ def studio(tmp_path_factory: pytest.TempPathFactory, one_thread: None):
     for model, extra in runs.items():
         train(compose_train(root / model, [f"model={model}", "debug=smoke", "logger=csv", *extra]))
         ckpts.append(root / model / "checkpoints" / "last.ckpt")
+    editgan = ["model=editgan", "debug=smoke", "logger=csv", "model.lpips.untrained_stand_in=true",
+               f"model.stylegan2_ckpt={ckpts[1]}"]  # fmt: skip
+    train(compose_train(root / "editgan", editgan))
+    ckpts.append(root / "editgan" / "checkpoints" / "last.ckpt")
     served = app.load(ckpts, "cpu", root / "work")
     demo = app.build_app(served)
     port = _free_port()
@@ -72,6 +78,19 @@ def studio(tmp_path_factory: pytest.TempPathFactory, one_thread: None):
 def _pixels(x: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [-1, 1] -> (H, W, 3) int, rounded as the studio and ganzoo.sample save it."""
     return interactive_image(x).astype(int)
+
+
+def _wait_for_class(path: Path, label: int, timeout: float = 90.0) -> np.ndarray:
+    """The label map the Paint page wrote, once it holds `label` (renders arrive in order, the
+    stroke's after any earlier one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file():
+            labels = np.array(Image.open(path))
+            if (labels == label).sum() > 10:
+                return labels
+        time.sleep(0.25)
+    raise AssertionError(f"no render of a label map with class {label} within {timeout} s")
 
 
 def _shot(page, root: Path, name: str) -> None:
@@ -97,13 +116,9 @@ def test_paint_renders_the_stroke_as_ganzoo_sample_does(studio, tmp_path: Path) 
     for i in range(12):
         page.mouse.move(x0 + 7 * i, y0 + 2 * i)
     page.mouse.up()
-    page.wait_for_function(
-        "document.querySelector('#paint-status').innerText.includes('rendered')", timeout=60_000
-    )
+    labels = _wait_for_class(spade.work_dir / "label_map.png", 8)  # rendered after the stroke
+    assert (labels == 0).sum() > 0  # the stroke, on the sky fill
     _shot(page, root, "paint")
-    page.wait_for_timeout(500)
-    labels = np.array(Image.open(spade.work_dir / "label_map.png"))
-    assert (labels == 8).sum() > 10 and (labels == 0).sum() > 0  # the stroke, on a sky fill
     shown = np.array(Image.open(spade.work_dir / "image.png")).astype(int)
 
     # the image changed where the stroke is (against the same canvas without it)
@@ -167,3 +182,36 @@ def test_translate_page_and_errors(studio, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="the studio has no page for"):
         app.page_of(app.Served(served[0].path, NoPage(), served[0].run_cfg, tmp_path))  # type: ignore[arg-type]
+
+
+def test_edit_page_edits_saves_and_applies_a_vector(studio) -> None:
+    page, served, root, _ = studio
+    editgan = served[3]
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#edit-sample").click()
+    page.wait_for_selector("#edit-image img", timeout=60_000)
+    page.locator("#edit-class input").click()
+    page.get_by_role("option", name="8: circle").click()
+    page.wait_for_timeout(2500)  # the server sends the brush of the new class back
+    page.locator("#edit-mask button[aria-label=Brush]").click()
+    page.wait_for_timeout(500)
+    box = page.locator("#edit-mask canvas").first.bounding_box()
+    x0, y0 = box["x"] + box["width"] / 2 - 30, box["y"] + box["height"] / 2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(12):
+        page.mouse.move(x0 + 5 * i, y0 + 2 * i)
+    page.mouse.up()
+    page.wait_for_timeout(1000)
+    page.locator("#edit-apply").click()
+    page.wait_for_function(
+        "document.querySelector('#edit-status').innerText.includes('edit in')", timeout=120_000
+    )
+    assert "classes [8]" in page.locator("#edit-status").inner_text()
+    page.locator("#edit-save").click()
+    page.wait_for_selector("#edit-applied img", timeout=60_000)
+    vector = torch.load(editgan.work_dir / "edit_vector_00.pt", weights_only=True)
+    assert vector["classes"] == [8] and bool(vector["region"].any())
+    assert float(vector["delta"].abs().sum()) > 0  # the optimisation moved w+
+    page.wait_for_timeout(500)
+    _shot(page, root, "edit")

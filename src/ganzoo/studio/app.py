@@ -20,9 +20,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry, no v
 
 def page_of(served: Served) -> tuple[str, Callable[[Served], None]]:
     """(page name, builder) for the checkpoint's model; a one-line error for one it can't serve."""
-    from ganzoo.studio import caption, explore, paint, translate
+    from ganzoo.studio import caption, edit, explore, paint, translate
 
     task = served.task
+    if hasattr(task, "edit_settings"):
+        return "Edit", edit.build
     if hasattr(task, "translation_columns"):
         return "Translate", translate.build
     if hasattr(task, "caption_images"):
@@ -33,7 +35,7 @@ def page_of(served: Served) -> tuple[str, Callable[[Served], None]]:
         return "Paint", paint.build
     raise ConfigError(
         f"ckpt={served.path}: the studio has no page for {served.run_cfg.model._target_} "
-        "(it serves SPADE, pix2pixHD, StyleGAN2, BigGAN, StarGAN and AttnGAN checkpoints)"
+        "(it serves SPADE, pix2pixHD, StyleGAN2, BigGAN, StarGAN, AttnGAN and EditGAN checkpoints)"
     )
 
 

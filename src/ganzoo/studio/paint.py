@@ -4,6 +4,7 @@ the EMA generator renders it on every stroke, as `ganzoo.sample action=render` w
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gradio as gr
@@ -139,11 +140,12 @@ def build(served: Served) -> None:
         painted = interactive.rgb_to_labels(value["composite"], colours)
         labels = interactive.resize_labels(painted, h, w)
         pixels = draw(labels, int(seed_value or 0), style_z, parse_centres(centre_text))
-        served.work_dir.mkdir(parents=True, exist_ok=True)
-        label_path = served.work_dir / "label_map.png"
-        ids = labels.astype(np.uint8) if len(colours) <= 256 else labels.astype(np.uint16)
-        Image.fromarray(ids).save(label_path)
         image_path = save_png(pixels, served.work_dir / "image.png")
+        label_path = served.work_dir / "label_map.png"  # after the image, renamed into place
+        ids = labels.astype(np.uint8) if len(colours) <= 256 else labels.astype(np.uint16)
+        tmp = label_path.with_name(".label_map.png.tmp")
+        Image.fromarray(ids).save(tmp, format="PNG")
+        os.replace(tmp, label_path)
         note = f"rendered {w}x{h} in {timings[-1]:.0f} ms"
         return pixels, note, str(label_path), str(image_path)
 
