@@ -250,8 +250,14 @@ def previous_run_files(run_dir: Path) -> list[Path]:
 
 
 def move_previous_run(run_dir: Path) -> Path | None:
-    """Move an earlier run's files to a sibling `<name>.old-<time>/`; where they went, or None."""
+    """Move an earlier run's files to a sibling `<name>.old-<time>/`; where they went, or None.
+
+    A lone wandb_run_id (W&B never started: no wandb/; or the id was just resolved from this
+    run's config before it started) is removed instead, so that the new run gets a new id."""
     files = previous_run_files(run_dir)
+    if [p.name for p in files] == ["wandb_run_id"]:
+        files[0].unlink()
+        return None
     if not files:
         return None
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
