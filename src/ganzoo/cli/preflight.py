@@ -7,7 +7,10 @@ choices given, and names the keys valid at the level of the first unknown one.
 
 from __future__ import annotations
 
+import io
 import re
+import warnings
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import torch
@@ -215,8 +218,9 @@ def _probe(cfg: DictConfig, resolution: int) -> str | None:
         probe.data.resolution = resolution
     w = resolution
     h = int(round(w / float(probe.data.aspect_ratio)))
-    try:
-        with torch.device("meta"):
+    try:  # quiet: what building prints, the real build prints again
+        with torch.device("meta"), redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             task = build_task(probe, perceptual=lambda: None)  # losses hold no shapes
             batch = example_batch(probe, task.required_fields(), 2, "meta")
             shapes = task.io_shapes(batch)
