@@ -40,6 +40,8 @@ def test_registry_entries_are_consistent() -> None:
         # a full SHA-256, or only the prefix the publisher embeds in the name (torch.hub's check)
         assert len(entry.sha256) in (8, 64) and int(entry.sha256, 16) >= 0
         prefix = entry.filename.rsplit("-", 1)[-1].removesuffix(".pth")
+        if len(entry.sha256) == 64 and "-" not in entry.filename:  # a name without a hash
+            continue  # (LPIPS's vgg.pth): the full SHA-256 is all there is to check
         assert entry.sha256.startswith(prefix)  # the hash prefix the published name embeds
         assert entry.url.endswith(entry.filename)
 
@@ -107,8 +109,8 @@ def test_unknown_key_lists_valid_keys(toy) -> None:
     registry, weights_dir, _, _ = toy
     with pytest.raises(ConfigError, match="valid keys: toy"):
         resolve("vgg16", None, weights_dir, registry=registry)
-    with pytest.raises(ConfigError, match="valid keys: inception, inception_v3, vgg19"):
-        resolve("vgg16", None, weights_dir)
+    with pytest.raises(ConfigError, match="valid keys: inception, inception_v3, lpips_vgg, vgg16"):
+        resolve("resnet50", None, weights_dir)
 
 
 def test_hash_is_memoised_until_the_file_changes(toy, monkeypatch) -> None:

@@ -128,14 +128,13 @@ WEIGHT_FILES: dict[str, WeightFile] = {
     ),
     "lpips_vgg": WeightFile(
         key="lpips_vgg",
-        filename="lpips-v0.1-vgg.pth",
+        filename="vgg.pth",
         sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
         url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
         description=(
             "LPIPS v0.1 linear layers for VGG16 (7,289 bytes): lpips/weights/v0.1/vgg.pth of "
             "richzhang/PerceptualSimilarity and of the lpips package, the file nv-tlabs/"
-            "editGAN_release ships in lpips/weights/v0.1/ (its SHA-256 checked there); saved "
-            "here under this name."
+            "editGAN_release ships in lpips/weights/v0.1/ (its SHA-256 checked there)."
         ),
     ),
 }
