@@ -365,8 +365,8 @@ def page(
         + "</nav>",
         _failed_section(data.get("failed_jobs", [])),
         '<section id="final-values"><h2>Final values</h2>'
-        "<p class=meta>last logged value of every loss; metrics from the last evaluation "
-        "(metrics.jsonl), with the iteration it was made at</p>"
+        "<p class=meta>metrics from the last evaluation (metrics.jsonl) with the iteration it "
+        "was made at, then the last logged value of every loss</p>"
         f"{final_table(runs, data)}</section>",
     ]
     parts += [_plot_section(panel, plots[panel.name]) for panel in PANELS]
