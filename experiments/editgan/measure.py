@@ -95,6 +95,31 @@ def branch_and_embedding(task: EditGANTask, images: torch.Tensor, labels: torch.
             "embedding_seconds_per_image": round(seconds, 2)}, ws
 
 
+def evaluator_comparison(task: EditGANTask, images: torch.Tensor, labels: torch.Tensor,
+                         cache_dir: Path, generated: int = 64) -> dict[str, float]:
+    """The scene evaluator (metrics' synthetic segmenter, default recipe, cached) as a reference:
+    its mIoU on the held-out scenes, and the branch's mIoU on `generated` new samples of G
+    (z ~ N(0, I), psi 1) measured against the evaluator's segmentation of them."""
+    from ganzoo.callbacks.metrics import synthetic_evaluator
+
+    r = task.resolution
+    reference = SyntheticScenes(split="val", length=16, height=r, width=r, seed=7,
+                                caption_length=18)  # fmt: skip
+    evaluator = synthetic_evaluator(reference, {}, cache_dir)
+    k = task.num_classes
+    real = segmentation_scores(evaluator.segment(images), labels, k)["miou"]
+    g = torch.Generator().manual_seed(123)
+    z = torch.randn(generated, task.stylegan.z_dim, generator=g)
+    with torch.no_grad():
+        task.stylegan.eval()
+        ws = task.stylegan.mapping(z, None)
+        image, logits = segment(task, ws)
+    versus = segmentation_scores(logits.argmax(1), evaluator.segment(image), k)
+    return {"evaluator_miou_held_out": round(real, 4),
+            "branch_miou_generated_vs_evaluator": round(versus["miou"], 4),
+            "branch_pixel_agreement_generated_vs_evaluator": round(versus["pixel_accuracy"], 4)}
+
+
 def enlarge_largest_object(mask: torch.Tensor, grow: int) -> tuple[torch.Tensor, int] | None:
     """The mask with its largest object's region grown by `grow` pixels, and that label."""
     areas = {c: int((mask == c).sum()) for c in OBJECTS}
@@ -192,6 +217,8 @@ def main() -> None:
     parser.add_argument("--embedding-steps", type=int, default=None)
     parser.add_argument("--edit-steps", type=int, default=None)
     parser.add_argument("--timing", type=int, nargs="*", default=[64, 128])
+    parser.add_argument("--evaluator-only", action="store_true",
+                        help="with --editgan: only the scene-evaluator comparison")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results: dict[str, Any] = {}
@@ -207,6 +234,10 @@ def main() -> None:
     task, _ = load_run(ckpt, "cpu")
     assert isinstance(task, EditGANTask)
     images, labels = held_out(args.held_out, task.resolution)
+    results.update(evaluator_comparison(task, images, labels, args.out / "cache"))
+    if args.evaluator_only:
+        print(json.dumps(results))
+        return
     scores, ws = branch_and_embedding(task, images, labels, args.embedding_steps)
     results.update(scores)
     results.update(edits_and_transfer(task, ws, args.edits, args.grow, args.edit_steps))
