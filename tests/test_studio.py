@@ -80,6 +80,24 @@ def _pixels(x: torch.Tensor) -> np.ndarray:
     return interactive_image(x).astype(int)
 
 
+def _stroke(page, prefix: str, klass: str) -> None:
+    """Pick `klass` in the page's class list, take the brush and paint a short diagonal stroke
+    across the middle of its canvas (#<prefix>-class, #<prefix>-canvas or #<prefix>-mask)."""
+    page.locator(f"#{prefix}-class input").click()
+    page.get_by_role("option", name=klass).click()
+    page.wait_for_timeout(2500)  # the server sends the brush of the new class back
+    editor = page.locator(f"#{prefix}-canvas, #{prefix}-mask")
+    editor.locator("button[aria-label=Brush]").click()
+    page.wait_for_timeout(500)
+    box = editor.locator("canvas").first.bounding_box()
+    x0, y0 = box["x"] + box["width"] / 2 - 30, box["y"] + box["height"] / 2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(12):
+        page.mouse.move(x0 + 5 * i, y0 + 2 * i)
+    page.mouse.up()
+
+
 def _wait_for_class(path: Path, label: int, timeout: float = 90.0) -> np.ndarray:
     """The label map the Paint page wrote, once it holds `label` (renders arrive in order, the
     stroke's after any earlier one)."""
@@ -104,18 +122,7 @@ def test_paint_renders_the_stroke_as_ganzoo_sample_does(studio, tmp_path: Path) 
     page, served, root, requested = studio
     spade = served[0]
     assert not (spade.work_dir / "image.png").exists()  # nothing written before the first stroke
-    page.locator("#paint-class input").click()
-    page.get_by_role("option", name="8: circle").click()
-    page.wait_for_timeout(2500)  # the server sends the brush of the new class back
-    page.locator("#paint-canvas button[aria-label=Brush]").click()
-    page.wait_for_timeout(500)
-    image_box = page.locator("#paint-canvas canvas").first.bounding_box()
-    x0, y0 = image_box["x"] + image_box["width"] / 2 - 40, image_box["y"] + image_box["height"] / 2
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for i in range(12):
-        page.mouse.move(x0 + 7 * i, y0 + 2 * i)
-    page.mouse.up()
+    _stroke(page, "paint", "8: circle")
     labels = _wait_for_class(spade.work_dir / "label_map.png", 8)  # rendered after the stroke
     assert (labels == 0).sum() > 0  # the stroke, on the sky fill
     _shot(page, root, "paint")
@@ -190,18 +197,7 @@ def test_edit_page_edits_saves_and_applies_a_vector(studio) -> None:
     page.get_by_role("tab", name="Edit").click()
     page.locator("#edit-sample").click()
     page.wait_for_selector("#edit-image img", timeout=60_000)
-    page.locator("#edit-class input").click()
-    page.get_by_role("option", name="8: circle").click()
-    page.wait_for_timeout(2500)  # the server sends the brush of the new class back
-    page.locator("#edit-mask button[aria-label=Brush]").click()
-    page.wait_for_timeout(500)
-    box = page.locator("#edit-mask canvas").first.bounding_box()
-    x0, y0 = box["x"] + box["width"] / 2 - 30, box["y"] + box["height"] / 2
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for i in range(12):
-        page.mouse.move(x0 + 5 * i, y0 + 2 * i)
-    page.mouse.up()
+    _stroke(page, "edit", "8: circle")
     page.wait_for_timeout(1000)
     page.locator("#edit-apply").click()
     page.wait_for_function(
