@@ -223,6 +223,8 @@ def test_sample_actions_embed_edit_apply(runs, tmp_path: Path) -> None:
         Image.fromarray(pixels).save(files[-1])
     out = _sample(runs, tmp_path / "embed", "action=embed", f"images=[{files[0]},{files[1]}]")
     assert len(out["lpips"]) == 2 and Path(out["files"][-1]).name == "grid.png"
+    ids = np.array(Image.open(tmp_path / "embed" / "scene0_labels.png"))  # the branch's mask
+    assert ids.shape == (32, 32) and int(ids.max()) < 15
     mask = labels[0].numpy().astype(np.uint8)
     mask[8:24, 8:24] = 8
     Image.fromarray(mask, mode="L").save(tmp_path / "edited.png")

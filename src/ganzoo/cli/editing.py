@@ -2,7 +2,8 @@
 ganzoo.tasks.editing (embed, edit, apply_edits), which the studio calls too.
 
     ganzoo.sample ckpt=<editgan run>/checkpoints/last.ckpt action=embed images=[a.png,b.png]
-        -> <stem>_ws.pt (the W+ latent), <stem>_reconstruction.png, <stem>_mask.png, grid.png
+        -> <stem>_ws.pt (the W+ latent), <stem>_reconstruction.png, <stem>_mask.png (colours),
+           <stem>_labels.png (the branch's label ids: paint it and pass it as mask=), grid.png
     ganzoo.sample ckpt=... action=edit image=a.png mask=edited.png     (image: a PNG or a _ws.pt)
         -> before.png, after.png, mask_before.png, target.png, mask_after.png,
            <stem>_edit.pt (the edit vector), grid.png (image | mask | target | edited | its mask)
@@ -69,6 +70,13 @@ def read_mask(path: str | Path) -> Tensor:
     return torch.from_numpy(np.array(image).astype(np.int64))
 
 
+def save_ids(mask: Tensor, path: Path) -> Path:
+    """(H, W) label ids as a one-channel PNG (mode L): what action=edit reads as mask=."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask.cpu().numpy().astype(np.uint8), mode="L").save(path)
+    return path
+
+
 def save_ws(ws: Tensor, path: Path, source: str) -> Path:
     """One image's ws (num_ws, w_dim) as a torch file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,8 +140,9 @@ def embed_action(cfg: DictConfig, task: Any, ckpt: Path) -> dict[str, Any]:
         written.append(save_ws(w, out / f"{stem}_ws.pt", str(Path(f).resolve())))
         written.append(save_png(r, out / f"{stem}_reconstruction.png"))
     masks = logits.argmax(1)
-    for f, m in zip(files, to_uint8(_colours(task, masks)), strict=True):
+    for f, m, ids in zip(files, to_uint8(_colours(task, masks)), masks, strict=True):
         written.append(save_png(m, out / f"{Path(f).stem}_mask.png"))
+        written.append(save_ids(ids, out / f"{Path(f).stem}_labels.png"))
     written.append(save_png(grid([images, recon, _colours(task, masks)]), out / "grid.png"))
     lpips = task.lpips()(recon, images)
     return {"action": "embed", "files": [str(p) for p in written],
