@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 from torch import Tensor
 
+from ganzoo.cli import interactive
 from ganzoo.cli.build import build_datamodule, load_run, provenance
 from ganzoo.cli.editing import apply_edit_action, edit_action, embed_action
 from ganzoo.cli.entry import run
@@ -126,23 +127,12 @@ def render(
         label = fit_ids(label, size, f"label_map {cfg.label_map}", notes)
         instance = label if cfg.instance_map is None else fit_ids(instance, size, "", [])
     n = int(cfg.num_samples)
-    h, w = label.shape
-    batch = Batch(
-        image=torch.zeros(n, 3, h, w),  # not read by label-conditional generators' inputs
-        label_map=label.expand(n, h, w).clone(),
-        instance_map=instance.expand(n, h, w).clone(),
-    ).to(task.device)
-    g = torch.Generator().manual_seed(int(cfg.seed))
-    render_latents: Callable[..., Tensor | None] | None = getattr(task, "render_latents", None)
-    if render_latents is not None:
+    centres, choice = None, {int(k): int(v) for k, v in (cfg.centres or {}).items()}
+    if getattr(task, "render_latents", None) is not None:  # pix2pixHD's feature centres
         clusters = _clusters_path(cfg, ckpt)
         centres = torch.load(clusters, weights_only=True)["centres"] if clusters.is_file() else None
-        choice = {int(k): int(v) for k, v in (cfg.centres or {}).items()}
         notes += ignored_centres(choice, centres, label)
-        latents = render_latents(batch, centres, choice, g)
-    else:
-        latents = task.sample_latents(n, g)
-    images = task.sample_ema(batch, latents)
+    images = interactive.render(task, label, instance, int(cfg.seed), n, centres, choice)
     out = Path(cfg.output) if cfg.output is not None else ckpt.parent.parent / "samples" / "render"
     stem = Path(str(cfg.label_map)).stem
     files = [save_png(to_uint8(images[i : i + 1])[0], out / f"{stem}_{i}.png") for i in range(n)]
@@ -325,16 +315,6 @@ def mix(cfg: DictConfig, task: Any, ckpt: Path) -> dict[str, Any]:
     return {"action": "mix", "files": [str(f) for f in files]}
 
 
-def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
-    """Spherical interpolation between latents a and b (D,) at fractions t (T,) -> (T, D)."""
-    cos = F.cosine_similarity(a, b, dim=0).clamp(-1, 1)
-    omega = torch.acos(cos)
-    t = t[:, None]
-    if float(omega.sin()) < 1e-6:  # (anti)parallel: linear interpolation
-        return torch.lerp(a[None], b[None], t)
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-
 def interpolate(cfg: DictConfig, task: Any, ckpt: Path) -> dict[str, Any]:
     """A grid of frames: a row per consecutive pair of seeds (and class), `steps` columns."""
     seeds = _ints(cfg.seeds, "seeds")
@@ -346,7 +326,7 @@ def interpolate(cfg: DictConfig, task: Any, ckpt: Path) -> dict[str, Any]:
     rows = []
     for c in _class_rows(cfg):
         for i in range(len(seeds) - 1):
-            frames = slerp(z[i], z[i + 1], t)
+            frames = interactive.slerp(z[i], z[i + 1], t)
             rows.append(task.generate(frames, _ids(c, steps, z.device), cfg.truncation))
     columns = [torch.stack([row[j] for row in rows]) for j in range(steps)]
     path = save_png(grid(columns), _output(cfg, ckpt, "interpolate") / "grid.png")
