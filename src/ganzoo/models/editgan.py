@@ -6,7 +6,8 @@ class).
 - `synthesis_with_features`: the image and G's intermediate feature maps for ws in W+: the
   learned constant and the output of every modulated conv (b4.conv1, b8.conv0, b8.conv1, ...),
   what the official stylegan2_pytorch g_synthesis returns as `styles_feature` (6016 channels
-  for config F at 512: 512 + 2 x 512 x 4 + 512 + 2 x (256 + 128 + 64) ... = 6016).
+  for config F at 512: constant 512 + b4 512 + b8..b64 2 x 512 x 4 + b128..b512
+  2 x (256 + 128 + 64) = 6016).
 - `upsample_features`: each map resized to the output size and concatenated per pixel
   (bilinear, as train_interpreter.py; the editing loop of EditGAN_tool.py uses nearest).
 - `PixelClassifier` / `SegmentationBranch`: DatasetGAN's per-pixel MLP (models/DatasetGAN/
