@@ -52,7 +52,7 @@ def assert_same_losses(a: list[dict[str, float]], b: list[dict[str, float]], tol
             assert row_a[key] == pytest.approx(row_b[key], rel=tol, abs=tol), key
 
 
-@pytest.mark.parametrize("model", ["stylegan2", "stargan"])
+@pytest.mark.parametrize("model", ["stylegan2", "stargan", "biggan"])
 def test_channels_last_gives_the_eager_losses(
     model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -47,9 +47,9 @@ class SelfAttention(nn.Module):
         n, c, h, w = x.shape
         assert c == self.channels, f"expected (N, {self.channels}, H, W), got {tuple(x.shape)}"
         assert h % 2 == 0 and w % 2 == 0, "SelfAttention pools keys 2x2: H and W must be even"
-        theta = self.theta(x).view(n, c // 8, h * w)  # (N, C/8, HW)
-        phi = F.max_pool2d(self.phi(x), 2).view(n, c // 8, h * w // 4)  # (N, C/8, HW/4)
-        g = F.max_pool2d(self.g(x), 2).view(n, c // 2, h * w // 4)  # (N, C/2, HW/4)
+        theta = self.theta(x).reshape(n, c // 8, h * w)  # (N, C/8, HW)
+        phi = F.max_pool2d(self.phi(x), 2).reshape(n, c // 8, h * w // 4)  # (N, C/8, HW/4)
+        g = F.max_pool2d(self.g(x), 2).reshape(n, c // 2, h * w // 4)  # (N, C/2, HW/4)
         beta = F.softmax(torch.bmm(theta.transpose(1, 2), phi), dim=-1)  # (N, HW, HW/4)
         attended = torch.bmm(g, beta.transpose(1, 2)).view(n, c // 2, h, w)  # (N, C/2, H, W)
         return x + self.gamma * self.o(attended)

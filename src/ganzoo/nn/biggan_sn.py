@@ -88,7 +88,7 @@ class BigGANSpectralNorm:
 
     def normalized_weight(self) -> Tensor:
         """weight / sigma_0 after num_itrs power iterations (u stored in training mode)."""
-        w = self.weight.view(self.weight.shape[0], -1)
+        w = self.weight.reshape(self.weight.shape[0], -1)  # (a copy under channels_last)
         svs: list[Tensor] = []
         for _ in range(self.num_itrs):
             svs = power_iteration(w, self.u, self.training, self.sn_eps)
