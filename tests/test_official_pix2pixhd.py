@@ -110,3 +110,10 @@ def test_another_configuration_is_a_one_line_error(
     with pytest.raises(ConvertError, match=message) as err:
         official.assemble(task, reader.convert(GOLDEN / name, task))
     assert "\n" not in str(err.value)
+
+
+def test_a_file_of_another_model_is_refused_in_one_line(make_cfg: Any) -> None:
+    task = build_task(make_cfg(*OVERRIDES["global"]))
+    with pytest.raises(ConvertError, match="not an official pix2pixHD generator") as err:
+        reader.convert(REPO / "tests" / "golden" / "spade", task)
+    assert "\n" not in str(err.value)

@@ -121,3 +121,10 @@ def test_another_configuration_is_a_one_line_error(
     with pytest.raises(ConvertError, match=message) as err:
         official.assemble(task, reader.convert(GOLDEN, task))
     assert "\n" not in str(err.value)
+
+
+def test_a_file_of_another_model_is_refused_in_one_line(make_cfg: Any) -> None:
+    task = build_task(make_cfg(*OVERRIDES))
+    with pytest.raises(ConvertError, match="not an official SPADEGenerator") as err:
+        reader.convert(REPO / "tests" / "golden" / "pix2pixhd" / "global", task)
+    assert "\n" not in str(err.value)
