@@ -82,8 +82,21 @@ def main_fn(cfg: DictConfig) -> Path:
         print(f"ganzoo: not in the release (kept at initialisation): {', '.join(record['absent'])}")
     files = ", ".join(f"{f['name']} (sha256 {f['sha256'][:12]}…)" for f in record["files"])
     print(f"ganzoo: converted {files} -> {out}")
-    print(f"ganzoo: sample it with: python -m ganzoo.sample ckpt={out}")
+    print(f"ganzoo: sample it with: python -m ganzoo.sample ckpt={out} {sample_hint(task)}")
     return out
+
+
+def sample_hint(task: GANTask) -> str:
+    """The ganzoo.sample arguments this model's action needs (conf/sample.yaml)."""
+    if hasattr(task, "translation_columns"):
+        return "action=translate images=[face.png]"
+    if hasattr(task, "caption_images"):
+        return 'action=caption caption="a small bird with a red head"'
+    if hasattr(task, "draw_latents"):
+        return "action=generate seeds=[0,1,2,3]"
+    if "label_map" in task.required_fields():
+        return "label_map=LABELS.png   # a PNG of label ids"
+    return ""
 
 
 def main() -> None:
