@@ -225,7 +225,8 @@ def load_damsm_state(path: str, damsm: nn.Module) -> dict[str, Any]:
             break
     if not state:
         raise ConfigError(
-            f"model.damsm_ckpt={path} is neither a model=damsm nor a model=attngan checkpoint"
+            f"model.damsm_ckpt={path} is not a model=damsm checkpoint (nor a model=attngan one "
+            "carrying damsm.* encoders)"
         )
     try:
         damsm.load_state_dict(state)
