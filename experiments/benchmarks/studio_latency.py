@@ -6,7 +6,7 @@ The networks are those of the laptop presets (conf/model_data/<model>_synthetic.
 Median of `--repeats` calls after one warm-up; appends a table to
 experiments/benchmarks/results/studio_latency.md with the machine's load.
 
-    python experiments/benchmarks/studio_latency.py [--threads 2] [--repeats 7]
+    python experiments/benchmarks/studio_latency.py [--threads 1,2] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -66,23 +66,29 @@ def stroke(model: str, resolution: int, repeats: int, tmp: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="1,2", help="torch threads to measure, e.g. 1,2")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    threads = [int(t) for t in args.threads.split(",")]
     rows = []
     for model, res in CASES:
-        ms = stroke(model, res, args.repeats, Path("/tmp/ganzoo-studio-bench"))
+        times = []
+        for n in threads:
+            torch.set_num_threads(n)
+            times.append(stroke(model, res, args.repeats, Path("/tmp/ganzoo-studio-bench")))
         what = "Explore: one image" if model in ("stylegan2", "biggan") else "Paint: one stroke"
-        rows.append(f"| {model} | {res}x{res} | {what} | {ms:.0f} |")
+        rows.append(
+            f"| {model} | {res}x{res} | {what} | " + " | ".join(f"{t:.0f}" for t in times) + " |"
+        )
         print(rows[-1], flush=True)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    table = "\n".join(["| model (laptop preset) | resolution | action | median ms |",
-                       "| --- | --- | --- | --- |", *rows])  # fmt: skip
+    head = " | ".join(f"median ms, {n} thread{'s' if n > 1 else ''}" for n in threads)
+    table = "\n".join([f"| model (laptop preset) | resolution | action | {head} |",
+                       "| --- | --- | --- |" + " --- |" * len(threads), *rows])  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as f:
         f.write(f"\n## {datetime.datetime.now():%Y-%m-%d %H:%M} — {os.cpu_count()} CPU cores, "
-                f"{args.threads} torch threads, load average {load}\n\n{table}\n")  # fmt: skip
+                f"load average {load}\n\n{table}\n")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, ListConfig
 
 from ganzoo.cli.build import load_run
@@ -92,6 +93,8 @@ def main_fn(cfg: DictConfig) -> None:
         import gradio  # noqa: F401
     except ImportError:
         raise ConfigError("ganzoo.studio needs Gradio: pip install -e '.[studio]'") from None
+    if cfg.threads is not None:
+        torch.set_num_threads(int(cfg.threads))
     work_dir = None if cfg.work_dir is None else Path(str(cfg.work_dir))
     served = load(_paths(cfg.ckpt), str(cfg.device), work_dir)
     demo = build_app(served)
