@@ -11,6 +11,7 @@ key-level mismatches are caught once, for every reader, by `ganzoo.official.asse
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ __all__ = [
     "check_shape",
     "find_file",
     "load_torch",
+    "net_files",
     "prefixed",
     "require",
     "sha256",
@@ -76,6 +78,32 @@ def find_file(source: Path, names: Iterable[str], what: str) -> Path:
         if (source / name).is_file():
             return source / name
     raise ConvertError(f"source={source}: no {what} file ({' or '.join(options)}) in the folder")
+
+
+def net_files(source: Path, code: str) -> dict[str, Path]:
+    """{'G': path, 'D': path?, 'E': path?} of a pix2pixHD-style checkpoint folder (SPADE and
+    pix2pixHD save `<epoch>_net_<G|D|E>.pth`; `latest` when present, else the last epoch) or
+    of one `<epoch>_net_G.pth` file with its `_D` / `_E` beside it. `code` names the
+    repository in the error."""
+    if source.is_file():
+        m = re.match(r"^(.*)_net_([GDE])\.pth$", source.name)
+        require(
+            m is not None and m.group(2) == "G",
+            f"source={source}: expected an official {code} <epoch>_net_G.pth (or its folder)",
+        )
+        assert m is not None
+        prefix, folder = m.group(1), source.parent
+    else:
+        require(source.is_dir(), f"source={source} does not exist")
+        folder = source
+        candidates = sorted(p.name[: -len("_net_G.pth")] for p in folder.glob("*_net_G.pth"))
+        require(bool(candidates), f"source={source}: no <epoch>_net_G.pth in the folder")
+        prefix = "latest" if "latest" in candidates else candidates[-1]
+    files = {"G": folder / f"{prefix}_net_G.pth"}
+    for net in ("D", "E"):
+        if (folder / f"{prefix}_net_{net}.pth").is_file():
+            files[net] = folder / f"{prefix}_net_{net}.pth"
+    return files
 
 
 def load_torch(path: Path) -> Any:

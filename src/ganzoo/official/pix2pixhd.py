@@ -33,35 +33,12 @@ from typing import Any
 
 from torch import Tensor
 
-from ganzoo.official.base import Converted, ConvertError, load_torch, prefixed, require
+from ganzoo.official.base import Converted, ConvertError, load_torch, net_files, prefixed, require
 
 _G_KEY = re.compile(r"^model\.(\d+)\.(.*)$")
 _LOCAL_KEY = re.compile(r"^model(\d+)_([12])\.(\d+)\.(.*)$")
 _D_FEAT_KEY = re.compile(r"^scale(\d+)_layer(\d+)\.(\d+)\.(.*)$")
 _D_FLAT_KEY = re.compile(r"^layer(\d+)\.model\.(\d+)\.(.*)$|^layer(\d+)\.(\d+)\.(.*)$")
-
-
-def _files(source: Path) -> dict[str, Path]:
-    """{'G': path, 'D': path?, 'E': path?} of a checkpoint folder or a *_net_G.pth file."""
-    if source.is_file():
-        m = re.match(r"^(.*)_net_([GDE])\.pth$", source.name)
-        require(
-            m is not None and m.group(2) == "G",
-            f"source={source}: expected an official pix2pixHD <epoch>_net_G.pth (or its folder)",
-        )
-        assert m is not None
-        prefix, folder = m.group(1), source.parent
-    else:
-        require(source.is_dir(), f"source={source} does not exist")
-        folder = source
-        candidates = sorted(p.name[: -len("_net_G.pth")] for p in folder.glob("*_net_G.pth"))
-        require(bool(candidates), f"source={source}: no <epoch>_net_G.pth in the folder")
-        prefix = "latest" if "latest" in candidates else candidates[-1]
-    files = {"G": folder / f"{prefix}_net_G.pth"}
-    for net in ("D", "E"):
-        if (folder / f"{prefix}_net_{net}.pth").is_file():
-            files[net] = folder / f"{prefix}_net_{net}.pth"
-    return files
 
 
 def _state(path: Path) -> dict[str, Tensor]:
@@ -190,7 +167,7 @@ def _encoder(state: dict[str, Tensor], task: Any) -> dict[str, Tensor]:
 
 def convert(source: Path, task: Any) -> Converted:
     """An official pix2pixHD checkpoint (folder or *_net_G.pth) -> the task's state dict."""
-    files = _files(source)
+    files = net_files(source, "pix2pixHD")
     state = prefixed("generator.", _generator(_state(files["G"]), task))
     notes: list[str] = []
     absent: list[str] = []

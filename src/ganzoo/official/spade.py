@@ -29,34 +29,10 @@ from typing import Any
 
 from torch import Tensor
 
-from ganzoo.official.base import Converted, ConvertError, load_torch, prefixed, require
+from ganzoo.official.base import Converted, ConvertError, load_torch, net_files, prefixed, require
 
 _D_KEY = re.compile(r"^discriminator_(\d+)\.model(\d+)\.(.*)$")
 _E_KEY = re.compile(r"^layer(\d+)\.0\.(.*)$")
-
-
-def _files(source: Path) -> dict[str, Path]:
-    """{'G': path, 'D': path?, 'E': path?} of a checkpoint folder or a *_net_G.pth file."""
-    if source.is_file():
-        m = re.match(r"^(.*)_net_([GDE])\.pth$", source.name)
-        require(
-            m is not None and m.group(2) == "G",
-            f"source={source}: expected an official SPADE <epoch>_net_G.pth (or its folder)",
-        )
-        assert m is not None
-        prefix, folder = m.group(1), source.parent
-    else:
-        require(source.is_dir(), f"source={source} does not exist")
-        folder = source
-        candidates = sorted(p.name[: -len("_net_G.pth")] for p in folder.glob("*_net_G.pth"))
-        require(bool(candidates), f"source={source}: no <epoch>_net_G.pth in the folder")
-        prefix = "latest" if "latest" in candidates else candidates[-1]
-    files = {"G": folder / f"{prefix}_net_G.pth"}
-    for net in ("D", "E"):
-        path = folder / f"{prefix}_net_{net}.pth"
-        if path.is_file():
-            files[net] = path
-    return files
 
 
 def _state(path: Path) -> dict[str, Tensor]:
@@ -200,7 +176,7 @@ def _to_parametrizations(state: dict[str, Tensor], own: dict[str, Tensor]) -> di
 
 def convert(source: Path, task: Any) -> Converted:
     """An official SPADE checkpoint (folder or *_net_G.pth) -> the task's state dict."""
-    files = _files(source)
+    files = net_files(source, "SPADE")
     g_state = _state(files["G"])
     _check_generator(g_state, task)
     notes: list[str] = []
@@ -218,9 +194,7 @@ def convert(source: Path, task: Any) -> Converted:
             absent.append("encoder.")
             notes.append("the release has no _net_E.pth: the VAE encoder keeps its init")
     elif "E" in files:
-        raise ConvertError(
-            f"source has an encoder ({files['E'].name}) but model.use_vae=false"
-        )
+        raise ConvertError(f"source has an encoder ({files['E'].name}) but model.use_vae=false")
     own = task.state_dict()
     missing_counts = [
         k for k in own
@@ -231,6 +205,4 @@ def convert(source: Path, task: Any) -> Converted:
     for key in missing_counts:  # files saved before PyTorch 0.4.1 have no counter
         state[key] = own[key].new_zeros(())
     state = _to_parametrizations(state, own)
-    return Converted(
-        state=state, sources=list(files.values()), absent=tuple(absent), notes=notes
-    )
+    return Converted(state=state, sources=list(files.values()), absent=tuple(absent), notes=notes)
