@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -54,6 +55,23 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_train(run_dir or tmp_path / "run", list(overrides))
 
     return make
+
+
+def fit_batches(
+    task: Any, samples: list[dict[str, Any]], batch_size: int, batches: int = 3
+) -> None:
+    """Train `task` on `batches` batches of `samples` (in order) with a bare Lightning trainer:
+    the golden parity tests' replay of the official code's iterations."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from ganzoo.data.batch import collate
+
+    trainer = pl.Trainer(
+        max_epochs=1, limit_train_batches=batches, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(task, DataLoader(samples, batch_size=batch_size, collate_fn=collate))
 
 
 def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 300):

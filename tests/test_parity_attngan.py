@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
 from ganzoo import official
-from ganzoo.data.batch import Batch, collate
+from ganzoo.data.batch import Batch
 from ganzoo.data.text import kept_captions
 from ganzoo.models.attngan import misaligned_mask
 from ganzoo.official import attngan as reader
 from ganzoo.tasks.attngan import pil_resize, sort_by_caption_length
+from tests.conftest import fit_batches
 from tests.test_official_attngan import GOLDEN, release, small_task, stage_images
 
 
@@ -67,11 +66,7 @@ def test_three_iterations_match_the_official_trainer(
             }
             for j in range(len(image))
         ]
-    trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=3, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-    )  # fmt: skip
-    trainer.fit(task, DataLoader(samples, batch_size=4, collate_fn=collate))
+    fit_batches(task, samples, batch_size=4)
     assert int(task.iteration) == 3 and not draws
 
     errors: dict[str, float] = {}

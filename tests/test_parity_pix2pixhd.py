@@ -21,13 +21,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ganzoo.data.batch import collate
 from ganzoo.official import pix2pixhd as reader
+from tests.conftest import fit_batches
 from tests.test_official_pix2pixhd import GOLDEN, batch_of, converted
 
 
@@ -63,11 +61,7 @@ def test_three_iterations_match_the_official_loop(make_cfg: Any) -> None:
             {"image": b.image[i], "label_map": b.label_map[i], "instance_map": b.instance_map[i]}
             for i in range(b.size)
         ]
-    trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=3, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-    )  # fmt: skip
-    trainer.fit(task, DataLoader(samples, batch_size=2, collate_fn=collate))
+    fit_batches(task, samples, batch_size=2)
     assert int(task.iteration) == 3
     after = record["after"]
     errors: dict[str, float] = {}

@@ -14,12 +14,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from ganzoo.data.batch import collate
+from tests.conftest import fit_batches
 from tests.test_official_stylegan2 import GOLDEN, converted
 
 PHASES = {"G": "Gmain", "G_reg": "Greg", "D": "Dmain", "D_reg": "Dreg"}  # ganzoo -> official
@@ -70,11 +69,7 @@ def test_three_iterations_match_the_official_loop(make_cfg: Any) -> None:
         for it in record["iterations"]
         for i in range(len(it["real_class"]))
     ]
-    trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=3, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-    )  # fmt: skip
-    trainer.fit(task, DataLoader(samples, batch_size=4, collate_fn=collate))
+    fit_batches(task, samples, batch_size=4)
     assert int(task.iteration) == 3
     after = record["after"]
     errors: dict[str, float] = {}
