@@ -57,18 +57,26 @@ def update_ema(
     state-dict entry (parameters and buffers) <- entry_ema * beta + entry * (1 - beta);
     integer buffers (BatchNorm's num_batches_tracked, which the official BN lacks) copied.
     """
+    # Written in place (out=, mul_/add_): the same operations element by element as
+    # `t.copy_(t * beta + value * (1 - beta))` and `p_ema.copy_(p.lerp(p_ema, beta))`, so the
+    # same values bit for bit, with one pass over memory and no temporaries for the results.
     if buffers == "average":
         target = ema.state_dict(keep_vars=True)
         for key, value in module.state_dict(keep_vars=True).items():
             t = target[key]
-            if t.is_floating_point():
-                t.copy_(t * beta + value.detach() * (1 - beta))
-            else:
+            if not t.is_floating_point():
                 t.copy_(value)
+            elif t.dtype == value.dtype:
+                torch.mul(t, beta, out=t).add_(value.detach() * (1 - beta))
+            else:
+                t.copy_(t * beta + value.detach() * (1 - beta))
         return
     if buffers != "copy":
         raise ValueError(f"ema buffers={buffers!r}; valid: copy, average")
     for p_ema, p in zip(ema.parameters(), module.parameters(), strict=True):
-        p_ema.copy_(p.detach().lerp(p_ema, beta))
+        if p_ema.dtype == p.dtype:
+            torch.lerp(p.detach(), p_ema, beta, out=p_ema)
+        else:
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
     for b_ema, b in zip(ema.buffers(), module.buffers(), strict=True):
         b_ema.copy_(b)

@@ -34,7 +34,7 @@ from ganzoo.core.errors import ConfigError
 from ganzoo.data.batch import Batch
 from ganzoo.nn.compiled import eager
 from ganzoo.nn.ema import ema_beta, make_ema_copy, update_ema
-from ganzoo.tasks.distributed import average_gradients
+from ganzoo.tasks.distributed import average_gradients, distributed_world
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,8 @@ class GANTask(pl.LightningModule):
             self.manual_backward(total)
         else:
             terms, total = self._accumulate_phase(phase, loss_fn, batch)
-        average_gradients(self._params(phase.network))  # trainer=ddp: this network's only
+        if distributed_world() > 1:  # trainer=ddp: this network's only (no list built otherwise)
+            average_gradients(self._params(phase.network))
         self._clip = self.optim_spec.clip_g if phase.network == "G" else self.optim_spec.clip_d
         opt.step()  # unscales (16-mixed), calls on_before_optimizer_step (clipping), steps
         self.untoggle_optimizer(opt)

@@ -5,7 +5,10 @@ Per iteration, as the official train.py: G generates once; a G step (LSGAN summe
 scales + feature matching x lambda_feat x (1/num_D)(4/(n_layers_D+1)) + VGG x lambda_vgg), then
 a D step on that same fake, detached (D loss = 0.5 (D_fake + D_real)). The official code takes
 both losses from one forward and steps G before D, so D judges the fake G made before its
-update; here the G phase keeps its fake for the D phase, which gives the same computation.
+update; here the G phase keeps its fake for the D phase, which gives the same computation. As
+the official forward, D runs once on the real image per iteration: the G phase's D(real) (its
+features detached for feature matching) keeps its graph through D's parameters, and the D phase
+takes its D_real loss from it (G's step does not change D).
 
 Coarse-to-fine (Sec. 3.2; train_1024p_24G.sh). A local run (netG 'local') starts from a global
 run's checkpoint (`load_global`: G1, and E and the D scales as the official --load_pretrain) and
@@ -127,6 +130,8 @@ class Pix2PixHDTask(GANTask):
         # The G phase's fakes for the D phase, by (data pointer, shape) of their batch's images
         # (the same tensors in both phases, also when a phase splits the batch to accumulate).
         self._fakes: dict[tuple[int, tuple[int, ...]], Tensor] = {}
+        # ... with its D(real) features (graph through D's parameters kept) and semantics
+        self._reals: dict[tuple[int, tuple[int, ...]], tuple[Tensor, list]] = {}
         self._fakes_iteration = -1
 
     def required_fields(self) -> tuple[str, ...]:
@@ -203,14 +208,32 @@ class Pix2PixHDTask(GANTask):
         pred_real = [[f[n:] for f in scale] for scale in outputs]
         return pred_fake, pred_real
 
+    def judge_real(self, sem: Tensor, real: Tensor) -> list:
+        """D's per-scale features of [sem, real], recording the graph through D's parameters
+        also in the G phase (toggle_optimizer froze them there), so that the D phase reuses
+        it as the official forward reuses pred_real."""
+        params = list(self.discriminator.parameters())
+        states = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(True)
+        try:
+            return self.discriminator(torch.cat([sem, real], 1))
+        finally:
+            for p, state in zip(params, states, strict=True):
+                p.requires_grad_(state)
+
     # ----- losses -------------------------------------------------------------------
     def generator_loss(self, batch: Batch) -> dict[str, Tensor]:
         """G_GAN + G_GAN_Feat + G_VGG (pix2pixHD_model.py:170-190; train.py:79)."""
         if self._fakes_iteration != int(self.iteration):  # drop what an earlier one left
-            self._fakes, self._fakes_iteration = {}, int(self.iteration)
+            self._fakes, self._reals = {}, {}
+            self._fakes_iteration = int(self.iteration)
         sem, fake = self.generate(batch)
+        pred_fake = self.discriminator(torch.cat([sem, fake], 1))
+        pred_real = self.judge_real(sem, batch.image)
         self._fakes[_key(batch)] = fake.detach()
-        pred_fake, pred_real = self.discriminate(sem, fake, batch.image)
+        self._reals[_key(batch)] = (sem, pred_real)
+        pred_real = [[f.detach() for f in scale] for scale in pred_real]
         terms = {"gan": g_loss(self.gan_mode, [s[-1] for s in pred_fake], "sum")}
         if self.lambda_feat > 0:
             fm = feature_matching(pred_fake, pred_real, self.feat_weight)
@@ -222,12 +245,14 @@ class Pix2PixHDTask(GANTask):
     def discriminator_loss(self, batch: Batch) -> dict[str, Tensor]:
         """0.5 (D_fake + D_real) (train.py:78), logged as the two halves."""
         cached = self._fakes.pop(_key(batch), None)
-        if cached is not None:
-            sem, fake = self.semantics(batch), cached
+        reals = self._reals.pop(_key(batch), None)
+        if cached is not None and reals is not None:
+            fake, (sem, pred_real) = cached, reals
+            pred_fake = self.discriminator(torch.cat([sem, fake.detach()], 1))
         else:  # a D phase without a G phase before it: generate afresh
             with torch.no_grad():
                 sem, fake = self.generate(batch)
-        pred_fake, pred_real = self.discriminate(sem, fake.detach(), batch.image)
+            pred_fake, pred_real = self.discriminate(sem, fake.detach(), batch.image)
         terms = d_loss(self.gan_mode, [s[-1] for s in pred_real], [s[-1] for s in pred_fake], "sum")
         return {"fake": 0.5 * terms["fake"], "real": 0.5 * terms["real"]}
 
