@@ -103,6 +103,13 @@ SMALL: dict[str, list[str]] = {
         "model.discriminator.ch=16",
         "model.discriminator.attention=[16]",
     ],
+    "attngan": [  # model_data/attngan_synthetic: 2 stages (64, 128), gf_dim 8, df_dim 16
+        "data.resolution=128",
+        "data.batch_size=4",
+        "model.allow_untrained_damsm=true",  # random-init DAMSM encoders on both sides
+        "model.damsm.image_encoder.image_size=299",  # the official CNN_ENCODER's fixed input
+        "model.damsm.image_encoder.train_backbone=false",
+    ],
     "stargan": [
         "data.resolution=64",
         "data.batch_size=8",
@@ -414,12 +421,117 @@ def official_biggan(root: Path, cfg: Any) -> Callable[[int, list[str]], None]:
     return iteration
 
 
+def official_attngan(root: Path, cfg: Any) -> Callable[[int, list[str]], None]:
+    """One iteration of taoxugit/AttnGAN's condGANTrainer.train body (code/trainer.py: text
+    encoder, G once, a D step per stage, the G step with the DAMSM words/sentence losses and KL,
+    the 0.999 average of G) with its own networks, losses and weights_init, on ready-made data.
+    The DAMSM encoders (RNN_ENCODER, CNN_ENCODER) keep their random init (the official loop
+    reads pretrained ones only as weights); CNN_ENCODER's ImageNet Inception-v3 download is
+    replaced by a random-init torchvision Inception state (nothing is downloaded). Needs the
+    Python 3 copy of the checkout that experiments/parity/attngan.py uses."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+    import torchvision
+
+    parity_path = REPO / "experiments/parity/attngan.py"  # its stubs and cfg setter
+    spec = importlib.util.spec_from_file_location("parity_attngan", parity_path)
+    assert spec is not None and spec.loader is not None
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)
+    parity.stub_missing_modules()  # easydict etc. when absent (unused by these calls)
+    sys.path.insert(0, str(root / "code"))
+    from miscc.config import cfg as official_cfg  # type: ignore[import-not-found]
+
+    m, g_cfg, d_cfg = cfg.model, cfg.model.generator, cfg.model.discriminator
+    batch, words = int(cfg.data.batch_size), int(cfg.data.dataset.caption_length)
+    n_words = int(cfg.data.vocab_size)
+    parity.set_cfg(official_cfg, {
+        "TREE.BRANCH_NUM": int(g_cfg.branch_num), "GAN.GF_DIM": int(g_cfg.gf_dim),
+        "GAN.DF_DIM": int(d_cfg.df_dim), "GAN.Z_DIM": int(g_cfg.z_dim),
+        "GAN.CONDITION_DIM": int(g_cfg.c_dim), "GAN.R_NUM": int(g_cfg.r_num),
+        "TEXT.EMBEDDING_DIM": int(g_cfg.nef), "TEXT.WORDS_NUM": words,
+        "TRAIN.BATCH_SIZE": batch, "TRAIN.FLAG": True, "CUDA": False,
+        "TRAIN.SMOOTH.GAMMA1": float(m.gamma1), "TRAIN.SMOOTH.GAMMA2": float(m.gamma2),
+        "TRAIN.SMOOTH.GAMMA3": float(m.gamma3), "TRAIN.SMOOTH.LAMBDA": float(m.lambda_damsm),
+    })  # fmt: skip
+    import model as official_model  # type: ignore[import-not-found]
+    import trainer as official_trainer  # type: ignore[import-not-found]
+
+    def no_download(url: str, *args: Any, **kwargs: Any) -> dict:
+        return torchvision.models.inception_v3(weights=None, init_weights=False).state_dict()
+
+    official_model.model_zoo.load_url = no_download
+    nef = int(g_cfg.nef)
+    text_encoder = official_model.RNN_ENCODER(n_words, nhidden=nef)
+    image_encoder = official_model.CNN_ENCODER(nef)
+    for encoder in (text_encoder, image_encoder):
+        encoder.requires_grad_(False)
+        encoder.eval()
+    net_g = official_model.G_NET()
+    stages = [official_model.D_NET64, official_model.D_NET128, official_model.D_NET256]
+    nets_d = [stages[i]() for i in range(int(g_cfg.branch_num))]
+    for net in (net_g, *nets_d):
+        net.apply(official_trainer.weights_init)
+    avg_param_g = official_trainer.copy_G_params(net_g)
+    trainer = official_trainer.condGANTrainer.__new__(official_trainer.condGANTrainer)
+    trainer.batch_size = batch
+    optimizer_g, optimizers_d = trainer.define_optimizers(net_g, nets_d)
+    real_labels, fake_labels, match_labels = trainer.prepare_labels()
+    noise = torch.FloatTensor(batch, int(g_cfg.z_dim))
+    sizes = [64 * 2**i for i in range(int(g_cfg.branch_num))]
+    imgs = [torch.rand(batch, 3, s, s) * 2 - 1 for s in sizes]
+    lengths = torch.sort(torch.randint(2, words + 1, (batch,)), descending=True).values
+    lengths[0] = words
+    captions = torch.zeros(batch, words, dtype=torch.long)
+    for i, n in enumerate(lengths.tolist()):
+        captions[i, :n] = torch.randint(1, n_words, (n,))
+    class_ids = np.arange(batch) % max(2, batch // 2)  # some shared classes (masked)
+
+    def iteration(it: int, due: list[str]) -> None:
+        hidden = text_encoder.init_hidden(batch)
+        words_embs, sent_emb = text_encoder(captions, lengths, hidden)
+        words_embs, sent_emb = words_embs.detach(), sent_emb.detach()
+        mask = captions == 0
+        num_words = words_embs.size(2)
+        if mask.size(1) > num_words:
+            mask = mask[:, :num_words]
+        noise.data.normal_(0, 1)
+        fake_imgs, _, mu, logvar = net_g(noise, sent_emb, words_embs, mask)
+        for i in range(len(nets_d)):
+            nets_d[i].zero_grad()
+            err_d = official_trainer.discriminator_loss(
+                nets_d[i], imgs[i], fake_imgs[i], sent_emb, real_labels, fake_labels
+            )
+            err_d.backward()
+            optimizers_d[i].step()
+            _ = err_d.item()
+        net_g.zero_grad()
+        err_g, _ = official_trainer.generator_loss(
+            nets_d, image_encoder, fake_imgs, real_labels, words_embs, sent_emb,
+            match_labels, lengths, class_ids,
+        )  # fmt: skip
+        kl = official_trainer.KL_loss(mu, logvar)
+        err_g = err_g + kl
+        _ = kl.item()
+        err_g.backward()
+        optimizer_g.step()
+        for p, avg_p in zip(net_g.parameters(), avg_param_g, strict=True):
+            avg_p.mul_(0.999).add_(p.data, alpha=0.001)  # the official add_(0.001, p.data)
+
+    params_d = [p for d in nets_d for p in d.parameters()]
+    iteration.networks = {"G": net_g, "D": torch.nn.ParameterList(params_d)}  # type: ignore[attr-defined]
+    return iteration
+
+
 OFFICIAL: dict[str, Callable[[Path, Any], Callable[[int, list[str]], None]]] = {
     "stylegan2": official_stylegan2,
     "stargan": official_stargan,
     "spade": official_spade,
     "pix2pixhd": official_pix2pixhd,
     "biggan": official_biggan,
+    "attngan": official_attngan,
 }
 
 
