@@ -570,3 +570,24 @@ def test_biggan_learns_the_class_conditional_colour_layout(make_cfg, tmp_path: P
         f"class-blind bound {unconditional:.3f}"
     )
     assert after < 0.7 * before and after < unconditional, (before, after, unconditional)
+
+
+def test_standing_statistics_once_per_iteration(make_cfg, monkeypatch) -> None:
+    """Sampling twice at one iteration computes standing statistics once (an evaluation's
+    batches, studio clicks; the official computes them once per sampling run) and gives the
+    same images (each computation advances spectral norm's power iteration, as the official
+    does); a new iteration or new weights recompute them."""
+    task = build_task(make_cfg(*TINY, "model.standing_stats_accumulations=2"))
+    calls: list[int] = []
+    original = task.standing_statistics
+    monkeypatch.setattr(task, "standing_statistics", lambda g: calls.append(1) or original(g))
+    z, y = task.draw_latents([0, 1], None), torch.tensor([0, 1])
+    first = task.generate(z, y, None)
+    again = task.generate(z, y, None)
+    assert len(calls) == 1 and torch.equal(first, again)
+    task.load_state_dict(task.state_dict())
+    task.generate(z, y, None)
+    assert len(calls) == 2
+    task.iteration += 1
+    task.generate(z, y, None)
+    assert len(calls) == 3

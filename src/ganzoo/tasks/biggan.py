@@ -112,6 +112,7 @@ class BigGanTask(GANTask):
         self.sync_batchnorm = sync_batchnorm
         self.truncation = truncation
         self.standing_stats_accumulations = standing_stats_accumulations
+        self._standing_at: int | None = None  # iteration whose G_ema has standing statistics
         self.standing_stats_batch_size = standing_stats_batch_size
         self.standing_stats_seed = standing_stats_seed
         self.gan_mode = gan_mode
@@ -233,10 +234,17 @@ class BigGanTask(GANTask):
 
     @torch.no_grad()
     def sample_ema(self, batch: Batch, latents: Tensor | None) -> Tensor:
-        """G_ema's images in eval mode, after standing statistics when they are on."""
-        if self.standing_stats_accumulations > 0:
+        """G_ema's images in eval mode, after standing statistics when they are on. The
+        statistics are a function of G_ema's weights and their seed alone, so they are computed
+        once per iteration (a sample grid, every batch of an evaluation, every studio click)."""
+        if self.standing_stats_accumulations > 0 and self._standing_at != int(self.iteration):
             self.standing_statistics(self.generator_ema)
+            self._standing_at = int(self.iteration)
         return super().sample_ema(batch, latents)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        self._standing_at = None  # new weights: standing statistics to recompute
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ----- hooks of `python -m ganzoo.sample` (action=generate | interpolate) ----------
     def draw_latents(self, seeds: Sequence[int], truncation: float | None) -> Tensor:
