@@ -68,10 +68,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="torch threads to measure, e.g. 1,2")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--models", default=None, help="only these models, e.g. biggan,spade")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     rows = []
-    for model, res in CASES:
+    chosen = None if args.models is None else set(args.models.split(","))
+    for model, res in [c for c in CASES if chosen is None or c[0] in chosen]:
         times = []
         for n in threads:
             torch.set_num_threads(n)
