@@ -5,8 +5,8 @@ the official train.py loop consumed give the official G, D and E
 
 The official loop runs one forward per iteration (E, G, D on the detached fake, D on the real,
 D on the fake for G), steps G on G_GAN + G_GAN_Feat, then D on 0.5 (D_fake + D_real) of the same
-forward; ganzoo's G phase keeps its fake for the D phase and D sees fake and real in one forward
-(instance norm keeps the samples apart). E averages over instance ids as the official Encoder
+forward; ganzoo's G phase keeps its fake, and D's output on the real images, for the D phase (one
+D pass over the real images per iteration, as the official's pred_real). E averages over instance ids as the official Encoder
 (the batches' ids repeat across classes). The loop draws nothing random.
 
 Compared: every weight and every bias, to 1e-6 relative, except the biases of the convs that
