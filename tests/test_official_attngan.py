@@ -30,6 +30,8 @@ from ganzoo.official import damsm as damsm_reader
 from ganzoo.official.base import ConvertError
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # exact on one CPU thread (summation order)
+
 GOLDEN = REPO / "tests" / "golden" / "attngan"
 WORDS = ["<end>", *"a bird with red wings small blue has long beak this".split()]
 SMALL = (  # the fixtures' configuration (experiments/parity/attngan.py CONFIG)

@@ -25,6 +25,8 @@ from ganzoo.official import stylegan2 as reader
 from ganzoo.official.base import ConvertError
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # exact on one CPU thread (summation order)
+
 GOLDEN = REPO / "tests" / "golden" / "stylegan2"
 PKL = GOLDEN / "network-snapshot.pkl"
 # The golden configuration (experiments/parity/stylegan2.py) as ganzoo overrides.

@@ -6,8 +6,9 @@ the official train.py loop consumed give the official G, D and E
 The official loop runs one forward per iteration (E, G, D on the detached fake, D on the real,
 D on the fake for G), steps G on G_GAN + G_GAN_Feat, then D on 0.5 (D_fake + D_real) of the same
 forward; ganzoo's G phase keeps its fake, and D's output on the real images, for the D phase (one
-D pass over the real images per iteration, as the official's pred_real). E averages over instance ids as the official Encoder
-(the batches' ids repeat across classes). The loop draws nothing random.
+D pass over the real images per iteration, as the official's pred_real). E averages over
+instance ids as the official Encoder (the batches' ids repeat across classes). The loop draws
+nothing random.
 
 Compared: every weight and every bias, to 1e-6 relative, except the biases of the convs that
 instance norm (affine False) follows. Their true gradient is zero (the norm subtracts the
@@ -21,12 +22,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
 from ganzoo.official import pix2pixhd as reader
 from tests.conftest import fit_batches
 from tests.test_official_pix2pixhd import GOLDEN, batch_of, converted
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # exact on one CPU thread (summation order)
 
 
 def rel_error(ours: torch.Tensor, ref: torch.Tensor) -> float:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 
 from ganzoo.official import spade as reader
 from tests.conftest import fit_batches
 from tests.test_official_spade import GOLDEN, batch_of, converted
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # exact on one CPU thread (summation order)
 
 TRAIN_OVERRIDES = ("model.ema.decay=0.999", "steps=3")
 

@@ -14,12 +14,15 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from ganzoo.data.batch import collate
 from tests.conftest import fit_batches
 from tests.test_official_stylegan2 import GOLDEN, converted
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # exact on one CPU thread (summation order)
 
 PHASES = {"G": "Gmain", "G_reg": "Greg", "D": "Dmain", "D_reg": "Dreg"}  # ganzoo -> official
 TRAIN_OVERRIDES = (
