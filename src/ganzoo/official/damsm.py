@@ -73,21 +73,14 @@ def official_vocabulary(path: Path) -> list[str]:
 def ganzoo_vocabulary(task: Any) -> tuple[list[str], str]:
     """(ganzoo's vocabulary of the task's data, where it came from): the adapter's own word list
     (data=synthetic) or the captions*.json that `ganzoo.data.prepare` / training wrote."""
-    data = dict(getattr(task, "run_config", {}).get("data", {}))
-    name = data.get("name", "?")
-    dataset = dict(data.get("dataset", {}) or {})
-    target = str(dataset.get("_target_", ""))
-    if "." in target:
-        module, cls = target.rsplit(".", 1)
-        try:
-            vocab = getattr(importlib.import_module(module), cls, None)
-        except ImportError:
-            vocab = None
-        words = getattr(vocab, "vocab", None)
-        if isinstance(words, tuple | list):
-            return [str(w) for w in words], f"data={name}'s word list"
-    cache = dataset.get("cache_dir")
-    tables = sorted(Path(str(cache)).glob("captions*.json")) if cache else []
+    data = task.run_config["data"]  # the resolved config ganzoo.convert built the task from
+    name, dataset = data["name"], data["dataset"]
+    module, cls = str(dataset["_target_"]).rsplit(".", 1)
+    words = getattr(getattr(importlib.import_module(module), cls), "vocab", None)
+    if isinstance(words, tuple | list):  # an adapter with a fixed word list (synthetic scenes)
+        return [str(w) for w in words], f"data={name}'s word list"
+    cache = dataset["cache_dir"]  # caption datasets: captions*.json written by prepare / training
+    tables = sorted(Path(str(cache)).glob("captions*.json"))
     require(
         bool(tables),
         f"data={name}: ganzoo's vocabulary is not prepared (no captions*.json in {cache}); run "
