@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ganzoo.core.errors import WeightsError
+from ganzoo.losses.perceptual import map_features, vgg_slices
 
 # torchvision vgg16 ("D") `features` up to relu5_3; LPIPS's slices end at relu1_2 .. relu5_3.
 _VGG16_LAYOUT: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M")
@@ -33,21 +34,6 @@ SHIFT = (-0.030, -0.088, -0.188)  # ScalingLayer (networks_basic.py)
 SCALE = (0.458, 0.448, 0.450)
 
 
-def _vgg16_layers() -> list[nn.Module]:
-    """torchvision's vgg16 `features[0:30]` (conv1_1 .. relu5_3), with the same indices."""
-    layers: list[nn.Module] = []
-    in_channels = 3
-    for item in _VGG16_LAYOUT:
-        if item == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        else:
-            assert isinstance(item, int)
-            layers += [nn.Conv2d(in_channels, item, kernel_size=3, padding=1), nn.ReLU()]
-            in_channels = item
-    assert len(layers) == 30
-    return layers
-
-
 class LPIPS(nn.Module):
     """Frozen LPIPS distance (N, 3, H, W) x 2 -> (N,); gradients flow to both inputs."""
 
@@ -56,11 +42,7 @@ class LPIPS(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        layers = _vgg16_layers()
-        for k, indices in enumerate(_SLICES, start=1):
-            block = nn.Sequential()
-            for i in indices:
-                block.add_module(str(i), layers[i])
+        for k, block in enumerate(vgg_slices(_VGG16_LAYOUT, _SLICES), start=1):
             self.add_module(f"slice{k}", block)
         for k, c in enumerate(CHANNELS):  # NetLinLayer: model = Dropout (inert in eval), 1x1 conv
             lin = nn.Module()
@@ -106,14 +88,10 @@ class LPIPS(nn.Module):
         Raises:
             WeightsError: a file is not what it should be (keys or shapes)."""
         model = cls()
-        slice_of = {i: k for k, indices in enumerate(_SLICES, start=1) for i in indices}
-        mapped: dict[str, Tensor] = {}
-        for key, value in vgg16.items():
-            parts = key.split(".")
-            if parts[0] == "features" and parts[1].isdigit() and int(parts[1]) in slice_of:
-                mapped[f"slice{slice_of[int(parts[1])]}.{parts[1]}.{parts[2]}"] = value
-            elif parts[0] not in ("features", "classifier"):
-                raise WeightsError(f"LPIPS: weights.vgg16 is not a torchvision vgg16 ({key})")
+        foreign = [k for k in vgg16 if not k.startswith(("features.", "classifier."))]
+        if foreign:
+            raise WeightsError(f"LPIPS: weights.vgg16 is not a torchvision vgg16 ({foreign[0]})")
+        mapped = map_features(vgg16, _SLICES)
         for key, value in lin.items():
             if not (key.startswith("lin") and key.endswith(".model.1.weight")):
                 raise WeightsError(f"LPIPS: weights.lpips_vgg is not an LPIPS lin file ({key})")

@@ -28,19 +28,38 @@ _SLICES: tuple[range, ...] = (range(0, 2), range(2, 7), range(7, 12), range(12, 
 VGG_LAYER_WEIGHTS: tuple[float, ...] = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 
 
-def _vgg19_layers() -> list[nn.Module]:
-    """torchvision's vgg19 `features[0:30]` (conv1_1 .. relu5_1), with the same indices."""
+def vgg_slices(layout: Sequence[int | str], slices: Sequence[range]) -> list[nn.Sequential]:
+    """torchvision VGG `features` layers of `layout` (conv channels, "M" = 2x2 max-pool; each
+    conv followed by its ReLU) cut into `slices`, every layer under its torchvision index, so
+    that ``features.<i>.*`` keys map onto ``slice<k>.<i>.*`` (`map_features`)."""
     layers: list[nn.Module] = []
     in_channels = 3
-    for item in _VGG19_LAYOUT:
+    for item in layout:
         if item == "M":
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:
             assert isinstance(item, int)
             layers += [nn.Conv2d(in_channels, item, kernel_size=3, padding=1), nn.ReLU()]
             in_channels = item
-    assert len(layers) == 30
-    return layers
+    blocks = []
+    for indices in slices:
+        block = nn.Sequential()
+        for i in indices:
+            block.add_module(str(i), layers[i])
+        blocks.append(block)
+    return blocks
+
+
+def map_features(state_dict: Mapping[str, Tensor], slices: Sequence[range]) -> dict[str, Tensor]:
+    """torchvision's ``features.<i>.<weight|bias>`` entries -> ``slice<k>.<i>.<...>`` of the
+    `vgg_slices` layout (entries past the last slice and other keys are left out)."""
+    slice_of = {i: k for k, indices in enumerate(slices, start=1) for i in indices}
+    mapped: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if parts[0] == "features" and parts[1].isdigit() and int(parts[1]) in slice_of:
+            mapped[f"slice{slice_of[int(parts[1])]}.{parts[1]}.{parts[2]}"] = value
+    return mapped
 
 
 class VGG19Features(nn.Module):
@@ -56,11 +75,7 @@ class VGG19Features(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        layers = _vgg19_layers()
-        for k, indices in enumerate(_SLICES, start=1):
-            block = nn.Sequential()
-            for i in indices:
-                block.add_module(str(i), layers[i])
+        for k, block in enumerate(vgg_slices(_VGG19_LAYOUT, _SLICES), start=1):
             self.add_module(f"slice{k}", block)
         self.requires_grad_(False)
         self.eval()
@@ -82,12 +97,7 @@ class VGG19Features(nn.Module):
                 f"VGG19 weights: not a torchvision vgg19 state dict (unexpected keys {foreign[:3]})"
             )
         model = cls()
-        slice_of = {i: k for k, indices in enumerate(_SLICES, start=1) for i in indices}
-        mapped: dict[str, Tensor] = {}
-        for key, value in state_dict.items():
-            parts = key.split(".")  # features.<index>.<weight|bias>
-            if parts[0] == "features" and parts[1].isdigit() and int(parts[1]) in slice_of:
-                mapped[f"slice{slice_of[int(parts[1])]}.{parts[1]}.{parts[2]}"] = value
+        mapped = map_features(state_dict, _SLICES)
         missing = sorted(set(model.state_dict()) - set(mapped))
         if missing:
             raise WeightsError(f"VGG19 weights: missing {len(missing)} tensors, e.g. {missing[:3]}")
