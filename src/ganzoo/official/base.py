@@ -13,7 +13,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ __all__ = [
     "find_file",
     "load_torch",
     "net_files",
+    "optional_network",
     "prefixed",
     "require",
     "sha256",
@@ -104,6 +105,24 @@ def net_files(source: Path, code: str) -> dict[str, Path]:
         if (folder / f"{prefix}_net_{net}.pth").is_file():
             files[net] = folder / f"{prefix}_net_{net}.pth"
     return files
+
+
+def optional_network(
+    converted: Converted,  # filled in place: state (mapped), or absent + a note
+    files: dict[str, Path],  # from `net_files`
+    net: str,  # "D" or "E"
+    prefix: str,  # the task attribute, e.g. "discriminator."
+    read: Callable[[Path], dict[str, Tensor]],  # file -> the network's ganzoo state dict
+    what: str,  # for the note, e.g. "the VAE encoder"
+) -> None:
+    """A network a pix2pixHD-style release may leave out (`_net_D`, `_net_E`): mapped when its
+    file is there, else named absent (kept at its initialisation) with a note."""
+    if net in files:
+        converted.state.update(prefixed(prefix, read(files[net])))
+        converted.sources.append(files[net])
+    else:
+        converted.absent += (prefix,)
+        converted.notes.append(f"the release has no _net_{net}.pth: {what} keeps its init")
 
 
 def load_torch(path: Path) -> Any:

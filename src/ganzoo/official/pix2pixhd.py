@@ -33,7 +33,15 @@ from typing import Any
 
 from torch import Tensor
 
-from ganzoo.official.base import Converted, ConvertError, load_torch, net_files, prefixed, require
+from ganzoo.official.base import (
+    Converted,
+    ConvertError,
+    load_torch,
+    net_files,
+    optional_network,
+    prefixed,
+    require,
+)
 
 _G_KEY = re.compile(r"^model\.(\d+)\.(.*)$")
 _LOCAL_KEY = re.compile(r"^model(\d+)_([12])\.(\d+)\.(.*)$")
@@ -168,22 +176,17 @@ def _encoder(state: dict[str, Tensor], task: Any) -> dict[str, Tensor]:
 def convert(source: Path, task: Any) -> Converted:
     """An official pix2pixHD checkpoint (folder or *_net_G.pth) -> the task's state dict."""
     files = net_files(source, "pix2pixHD")
-    state = prefixed("generator.", _generator(_state(files["G"]), task))
-    notes: list[str] = []
-    absent: list[str] = []
-    if "D" in files:
-        state.update(prefixed("discriminator.", _discriminator(_state(files["D"]), task)))
-    else:
-        absent.append("discriminator.")
-        notes.append("the release has no _net_D.pth: the discriminator keeps its init")
+    out = Converted(prefixed("generator.", _generator(_state(files["G"]), task)), [files["G"]])
+    optional_network(
+        out, files, "D", "discriminator.", lambda p: _discriminator(_state(p), task),
+        "the discriminator",
+    )  # fmt: skip
     if getattr(task, "encoder", None) is not None:
-        if "E" in files:
-            state.update(prefixed("encoder.", _encoder(_state(files["E"]), task)))
-        else:
-            absent.append("encoder.")
-            notes.append("the release has no _net_E.pth: the feature encoder keeps its init")
+        optional_network(
+            out, files, "E", "encoder.", lambda p: _encoder(_state(p), task), "the feature encoder"
+        )
     elif "E" in files:
         raise ConvertError(
             f"source has a feature encoder ({files['E'].name}) but model.instance_feat=false"
         )
-    return Converted(state=state, sources=list(files.values()), absent=tuple(absent), notes=notes)
+    return out

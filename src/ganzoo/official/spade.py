@@ -29,7 +29,15 @@ from typing import Any
 
 from torch import Tensor
 
-from ganzoo.official.base import Converted, ConvertError, load_torch, net_files, prefixed, require
+from ganzoo.official.base import (
+    Converted,
+    ConvertError,
+    load_torch,
+    net_files,
+    optional_network,
+    prefixed,
+    require,
+)
 
 _D_KEY = re.compile(r"^discriminator_(\d+)\.model(\d+)\.(.*)$")
 _E_KEY = re.compile(r"^layer(\d+)\.0\.(.*)$")
@@ -179,23 +187,18 @@ def convert(source: Path, task: Any) -> Converted:
     files = net_files(source, "SPADE")
     g_state = _state(files["G"])
     _check_generator(g_state, task)
-    notes: list[str] = []
-    state = prefixed("generator.", g_state)
-    absent: list[str] = []
-    if "D" in files:
-        state.update(prefixed("discriminator.", _discriminator(_state(files["D"]), task)))
-    else:
-        absent.append("discriminator.")
-        notes.append("the release has no _net_D.pth: the discriminator keeps its init")
+    out = Converted(prefixed("generator.", g_state), [files["G"]])
+    optional_network(
+        out, files, "D", "discriminator.", lambda p: _discriminator(_state(p), task),
+        "the discriminator",
+    )  # fmt: skip
     if getattr(task, "encoder", None) is not None:
-        if "E" in files:
-            state.update(prefixed("encoder.", _encoder(_state(files["E"]), task)))
-        else:
-            absent.append("encoder.")
-            notes.append("the release has no _net_E.pth: the VAE encoder keeps its init")
+        optional_network(
+            out, files, "E", "encoder.", lambda p: _encoder(_state(p), task), "the VAE encoder"
+        )
     elif "E" in files:
         raise ConvertError(f"source has an encoder ({files['E'].name}) but model.use_vae=false")
-    own = task.state_dict()
+    state, own = out.state, task.state_dict()
     missing_counts = [
         k for k in own
         if k.endswith("num_batches_tracked") and k not in state
@@ -204,5 +207,5 @@ def convert(source: Path, task: Any) -> Converted:
     ]  # fmt: skip
     for key in missing_counts:  # files saved before PyTorch 0.4.1 have no counter
         state[key] = own[key].new_zeros(())
-    state = _to_parametrizations(state, own)
-    return Converted(state=state, sources=list(files.values()), absent=tuple(absent), notes=notes)
+    out.state = _to_parametrizations(state, own)
+    return out
