@@ -57,6 +57,27 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     return make
 
 
+def max_relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    """max |ours - ref| over max |ref|: the golden forward tests' measure."""
+    scale = ref.float().abs().max().clamp_min(1e-12)
+    return float((ours.float() - ref.float()).abs().max() / scale)
+
+
+def close(ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5) -> bool:
+    """Equal to `rel` of the golden tensor's largest magnitude."""
+    return max_relative_error(ours, ref) <= rel
+
+
+def assert_close(ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5) -> None:
+    err = max_relative_error(ours, ref)
+    assert err <= rel, f"max relative error {err:.2e} > {rel:g}"
+
+
+def norm_relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    """||ours - ref|| / ||ref|| in float64: the golden training tests' measure."""
+    return float((ours.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-30))
+
+
 def fit_batches(
     task: Any, samples: list[dict[str, Any]], batch_size: int, batches: int = 3
 ) -> None:

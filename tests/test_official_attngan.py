@@ -28,7 +28,7 @@ from ganzoo.cli.build import build_task
 from ganzoo.official import attngan as reader
 from ganzoo.official import damsm as damsm_reader
 from ganzoo.official.base import ConvertError
-from tests.conftest import REPO
+from tests.conftest import REPO, close
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # exact on one CPU thread (summation order)
 
@@ -115,11 +115,6 @@ def stage_images(batch: int) -> list[torch.Tensor]:
     norm = T.Compose([T.ToTensor(), T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     small = torch.stack([norm(T.Resize(64)(Image.fromarray(a))) for a in arrays])
     return [small, torch.stack([norm(Image.fromarray(a)) for a in arrays])]
-
-
-def close(ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5) -> bool:
-    scale = ref.abs().max().clamp_min(1e-12)
-    return bool(((ours - ref).abs().max() / scale) <= rel)
 
 
 def test_converted_release_gives_the_official_outputs(make_cfg: Any, tmp_path: Path) -> None:

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor
 
 from ganzoo import official
 from ganzoo.cli.build import build_task
 from ganzoo.official.base import ConvertError
 from ganzoo.official.biggan import convert, generator_state
 from ganzoo.tasks.biggan import BigGanTask
-from tests.conftest import REPO
+from tests.conftest import REPO, assert_close
 
 GOLDEN = REPO / "tests" / "golden" / "biggan"
 # the golden configuration (experiments/parity/biggan.py CONFIG) as ganzoo overrides
@@ -36,13 +35,6 @@ SMALL = [
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def close(ours: Tensor, theirs: Tensor, rel: float = 1e-5) -> None:
-    """Equal to `rel` of the golden tensor's largest magnitude."""
-    scale = theirs.abs().max().clamp_min(1e-12)
-    err = ((ours - theirs).abs().max() / scale).item()
-    assert err <= rel, f"max relative error {err:.2e} > {rel:g}"
-
-
 def converted(make_cfg, source: Path, *overrides: str) -> tuple[BigGanTask, official.Converted]:
     task = build_task(make_cfg(*SMALL, *overrides))
     assert isinstance(task, BigGanTask)
@@ -59,11 +51,11 @@ def test_weights_folder_converts_and_g_g_ema_d_equal_the_official_outputs(make_c
     golden = torch.load(GOLDEN / "forward.pt")
     z, y, images, out = golden["z"], golden["y"], golden["images"], golden["outputs"]
     with torch.no_grad():
-        close(task.generator(z, y), out["G_eval"])
-        close(task.generator_ema(z, y), out["G_ema_eval"])  # averaged BN statistics and u
-        close(task.discriminator(images, y), out["D_eval"])
+        assert_close(task.generator(z, y), out["G_eval"])
+        assert_close(task.generator_ema(z, y), out["G_ema_eval"])  # averaged BN statistics and u
+        assert_close(task.discriminator(images, y), out["D_eval"])
         g_train = copy.deepcopy(task.generator).train()  # batch statistics, u updated
-        close(g_train(z, y), out["G_train"])
+        assert_close(g_train(z, y), out["G_train"])
     assert not torch.equal(task.generator.linear.weight, task.generator_ema.linear.weight)
 
 
@@ -75,7 +67,7 @@ def test_tfhub_format_generator_converts_with_its_epsilons(make_cfg) -> None:
     golden = torch.load(GOLDEN / "forward.pt")
     with torch.no_grad():
         out = task.generator_ema(golden["z"], golden["y"])
-    close(out, golden["outputs"]["G_tfhub_eval"])
+    assert_close(out, golden["outputs"]["G_tfhub_eval"])
     _, default_eps = converted(make_cfg, GOLDEN / "tfhub" / "biggan-32.pth")
     assert any("bn_eps=1e-4" in n for n in default_eps.notes)  # told how to match
 

@@ -19,7 +19,7 @@ from ganzoo.cli.build import build_task
 from ganzoo.data.batch import Batch
 from ganzoo.official import spade as reader
 from ganzoo.official.base import ConvertError
-from tests.conftest import REPO
+from tests.conftest import REPO, close
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -63,11 +63,6 @@ def converted(make_cfg: Any, *extra: str, source: Path = GOLDEN) -> Any:
     task = build_task(make_cfg(*OVERRIDES, *extra))
     task.load_state_dict(official.assemble(task, reader.convert(source, task)))
     return task
-
-
-def close(ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5) -> bool:
-    scale = ref.abs().max().clamp_min(1e-12)
-    return bool(((ours - ref).abs().max() / scale) <= rel)
 
 
 def test_converted_checkpoint_gives_the_official_outputs(make_cfg: Any) -> None:

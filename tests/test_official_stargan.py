@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import torch
-from torch import Tensor
 
 from ganzoo import official
 from ganzoo.cli.build import build_task
@@ -15,7 +14,7 @@ from ganzoo.models.stargan import StarGANDiscriminator, StarGANGenerator
 from ganzoo.official.base import ConvertError
 from ganzoo.official.stargan import convert
 from ganzoo.tasks.stargan import StarGANTask
-from tests.conftest import REPO
+from tests.conftest import REPO, assert_close
 
 GOLDEN = REPO / "tests" / "golden" / "stargan"
 # the golden configuration (experiments/parity/stargan.py CONFIG) as ganzoo overrides
@@ -33,13 +32,6 @@ SMALL = [
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def close(ours: Tensor, theirs: Tensor, rel: float = 1e-5) -> None:
-    """Equal to `rel` of the golden tensor's largest magnitude."""
-    scale = theirs.abs().max().clamp_min(1e-12)
-    err = ((ours - theirs).abs().max() / scale).item()
-    assert err <= rel, f"max relative error {err:.2e} > {rel:g}"
-
-
 def test_models_folder_converts_and_g_d_equal_the_official_outputs(make_cfg) -> None:
     task = build_task(make_cfg(*SMALL))
     assert isinstance(task, StarGANTask)
@@ -50,12 +42,12 @@ def test_models_folder_converts_and_g_d_equal_the_official_outputs(make_cfg) -> 
     golden = torch.load(GOLDEN / "forward.pt")
     x, c, out = golden["x"], golden["c"], golden["outputs"]
     with torch.no_grad():
-        close(task.generator(x, c), out["G"])
-        close(task.generator_ema(x, c), out["G"])  # no EMA in the release: G's weights
-        close(task.translate(x, c), out["G"])  # what sampling and evaluation run
+        assert_close(task.generator(x, c), out["G"])
+        assert_close(task.generator_ema(x, c), out["G"])  # no EMA in the release: G's weights
+        assert_close(task.translate(x, c), out["G"])  # what sampling and evaluation run
         src, cls = task.discriminator(x)
-        close(src, out["D_src"])
-        close(cls, out["D_cls"])
+        assert_close(src, out["D_src"])
+        assert_close(cls, out["D_cls"])
     g_only = convert(GOLDEN / "trained" / "3-G.ckpt", task)
     assert g_only.absent == ("discriminator.",)
     official.assemble(task, g_only)
@@ -69,10 +61,10 @@ def test_joint_training_networks_keep_the_official_layout() -> None:
     d.load_state_dict(torch.load(GOLDEN / "joint" / "3-D.ckpt"))
     out = golden["outputs"]
     with torch.no_grad():
-        close(g(golden["x"], golden["c_joint"]), out["G_joint"])
+        assert_close(g(golden["x"], golden["c_joint"]), out["G_joint"])
         src, cls = d(golden["x"])
-    close(src, out["D_joint_src"])
-    close(cls, out["D_joint_cls"])
+    assert_close(src, out["D_joint_src"])
+    assert_close(cls, out["D_joint_cls"])
 
 
 def test_wrong_labels_resolution_and_width_are_one_line_errors(make_cfg, tmp_path) -> None:

@@ -25,12 +25,8 @@ from ganzoo.data.text import kept_captions
 from ganzoo.models.attngan import misaligned_mask
 from ganzoo.official import attngan as reader
 from ganzoo.tasks.attngan import pil_resize, sort_by_caption_length
-from tests.conftest import fit_batches
+from tests.conftest import fit_batches, norm_relative_error
 from tests.test_official_attngan import GOLDEN, release, small_task, stage_images
-
-
-def rel_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-30))
 
 
 @pytest.fixture
@@ -75,7 +71,7 @@ def test_three_iterations_match_the_official_trainer(
         assert set(ours) == set(ref), prefix
         for key, value in ref.items():
             if value.is_floating_point():
-                errors[f"{prefix}.{key}"] = rel_error(ours[key], value)
+                errors[f"{prefix}.{key}"] = norm_relative_error(ours[key], value)
             else:
                 assert torch.equal(ours[key], value), f"{prefix}.{key}"
 

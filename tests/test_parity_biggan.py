@@ -16,6 +16,7 @@ from ganzoo.cli.build import build_task
 from ganzoo.data.batch import collate
 from ganzoo.official.biggan import convert, generator_state
 from ganzoo.tasks.biggan import BigGanTask
+from tests.conftest import max_relative_error
 from tests.test_official_biggan import GOLDEN, SMALL
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,11 +44,6 @@ def replay_draws(task: BigGanTask, draws: list[dict[str, Tensor]]) -> None:
         return task.generator(z, y), y
 
     task._fake = fake  # type: ignore[method-assign]
-
-
-def relative_error(ours: Tensor, theirs: Tensor) -> float:
-    scale = theirs.float().abs().max().clamp_min(1e-12)
-    return ((ours.float() - theirs.float()).abs().max() / scale).item()
 
 
 VARIANTS = {  # overrides, official folder after 3 iterations, its networks, ganzoo batch size
@@ -99,7 +95,7 @@ def test_three_official_iterations_reach_the_official_networks(variant: str, mak
         for key, value in theirs.items():
             if key.endswith("num_batches_tracked"):
                 continue  # ganzoo counts batches; the official BN has no counter
-            errors[f"{name}.{key}"] = relative_error(mine[key], value)
+            errors[f"{name}.{key}"] = max_relative_error(mine[key], value)
     worst = max(errors, key=errors.__getitem__)
     assert errors[worst] <= 1e-6, f"{worst}: relative error {errors[worst]:.2e}"
     if variant == "paper":  # G_ema averaged the buffers too: its BN statistics are not G's

@@ -17,16 +17,12 @@ import pytest
 import torch
 
 from ganzoo.official import spade as reader
-from tests.conftest import fit_batches
+from tests.conftest import fit_batches, norm_relative_error
 from tests.test_official_spade import GOLDEN, batch_of, converted
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # exact on one CPU thread (summation order)
 
 TRAIN_OVERRIDES = ("model.ema.decay=0.999", "steps=3")
-
-
-def rel_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-30))
 
 
 def test_three_iterations_match_the_official_trainer(make_cfg: Any) -> None:
@@ -63,7 +59,7 @@ def test_three_iterations_match_the_official_trainer(make_cfg: Any) -> None:
         assert set(mapped) == set(ours), prefix
         for key, ref in mapped.items():
             if ref.is_floating_point():
-                errors[f"{prefix}.{key}"] = rel_error(ours[key], ref)
+                errors[f"{prefix}.{key}"] = norm_relative_error(ours[key], ref)
             elif key.endswith("num_batches_tracked"):
                 # SynchronizedBatchNorm2d calls F.batch_norm itself and never counts (0);
                 # torch's BatchNorm2d counts. Unused at momentum 0.1: the statistics agree.

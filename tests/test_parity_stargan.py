@@ -19,6 +19,7 @@ from ganzoo.cli.build import build_task
 from ganzoo.data.batch import collate
 from ganzoo.official.stargan import convert
 from ganzoo.tasks.stargan import StarGANTask
+from tests.conftest import max_relative_error
 from tests.test_official_stargan import GOLDEN, SMALL
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -52,11 +53,6 @@ def replay(monkeypatch: pytest.MonkeyPatch, draws: list[dict[str, Tensor]]) -> l
     monkeypatch.setattr(torch, "randperm", randperm)
     monkeypatch.setattr(torch, "rand", rand)
     return used
-
-
-def relative_error(ours: Tensor, theirs: Tensor) -> float:
-    scale = theirs.float().abs().max().clamp_min(1e-12)
-    return ((ours.float() - theirs.float()).abs().max() / scale).item()
 
 
 def samples_of(variant: str, golden: dict[str, Any]) -> list[dict[str, Tensor]]:
@@ -137,6 +133,6 @@ def test_three_official_iterations_reach_the_official_g_and_d(
     for name, ours, file in nets:
         mine = ours.state_dict()
         for key, value in torch.load(GOLDEN / trained / file).items():
-            errors[f"{name}.{key}"] = relative_error(mine[key], value)
+            errors[f"{name}.{key}"] = max_relative_error(mine[key], value)
     worst = max(errors, key=errors.__getitem__)
     assert errors[worst] <= 1e-6, f"{worst}: relative error {errors[worst]:.2e}"

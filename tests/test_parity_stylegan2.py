@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ganzoo.data.batch import collate
-from tests.conftest import fit_batches
+from tests.conftest import fit_batches, norm_relative_error
 from tests.test_official_stylegan2 import GOLDEN, converted
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # exact on one CPU thread (summation order)
@@ -36,10 +36,6 @@ TRAIN_OVERRIDES = (
     "data.batch_size=4",
     "steps=3",
 )
-
-
-def rel_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-30))
 
 
 def replay(task: Any, record: dict[str, Any]) -> None:
@@ -81,8 +77,8 @@ def test_three_iterations_match_the_official_loop(make_cfg: Any) -> None:
         ours = net.state_dict()
         assert set(ours) == set(after[prefix])
         for key, ref in after[prefix].items():
-            errors[f"{prefix}.{key}"] = rel_error(ours[key], ref)
-    errors["pl_mean"] = rel_error(task.pl_mean, after["pl_mean"])
+            errors[f"{prefix}.{key}"] = norm_relative_error(ours[key], ref)
+    errors["pl_mean"] = norm_relative_error(task.pl_mean, after["pl_mean"])
     worst = sorted(errors.items(), key=lambda kv: -kv[1])[:5]
     assert worst[0][1] <= 1e-6, worst
 
