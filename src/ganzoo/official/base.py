@@ -29,6 +29,7 @@ __all__ = [
     "Converted",
     "check_shape",
     "find_file",
+    "load_state",
     "load_torch",
     "net_files",
     "optional_network",
@@ -140,6 +141,16 @@ def load_torch(path: Path) -> Any:
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError) as err:
         line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConvertError(f"{path}: unreadable or truncated ({line})") from None
+
+
+def load_state(path: Path, what: str) -> dict[str, Tensor]:
+    """A file holding one plain state dict of tensors (`what` names the expected file)."""
+    state = load_torch(path)
+    require(
+        isinstance(state, dict) and all(isinstance(v, Tensor) for v in state.values()),
+        f"{path}: not a state_dict of tensors ({what})",
+    )
+    return dict(state)
 
 
 def prefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -36,7 +36,7 @@ from torch import Tensor
 from ganzoo.official.base import (
     Converted,
     ConvertError,
-    load_torch,
+    load_state,
     net_files,
     optional_network,
     prefixed,
@@ -50,12 +50,7 @@ _D_FLAT_KEY = re.compile(r"^layer(\d+)\.model\.(\d+)\.(.*)$|^layer(\d+)\.(\d+)\.
 
 
 def _state(path: Path) -> dict[str, Tensor]:
-    state = load_torch(path)
-    require(
-        isinstance(state, dict) and all(isinstance(v, Tensor) for v in state.values()),
-        f"{path}: not a state_dict of tensors (an official pix2pixHD save_network file)",
-    )
-    return dict(state)
+    return load_state(path, "an official pix2pixHD save_network file")
 
 
 def _generator(state: dict[str, Tensor], task: Any) -> dict[str, Tensor]:

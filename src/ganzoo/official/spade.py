@@ -32,7 +32,7 @@ from torch import Tensor
 from ganzoo.official.base import (
     Converted,
     ConvertError,
-    load_torch,
+    load_state,
     net_files,
     optional_network,
     prefixed,
@@ -44,12 +44,7 @@ _E_KEY = re.compile(r"^layer(\d+)\.0\.(.*)$")
 
 
 def _state(path: Path) -> dict[str, Tensor]:
-    state = load_torch(path)
-    require(
-        isinstance(state, dict) and all(isinstance(v, Tensor) for v in state.values()),
-        f"{path}: not a state_dict of tensors (an official SPADE save_network file)",
-    )
-    return dict(state)
+    return load_state(path, "an official SPADE save_network file")
 
 
 def _check_generator(state: dict[str, Tensor], task: Any) -> None:
